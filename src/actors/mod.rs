@@ -1,0 +1,54 @@
+//! The daemon's actors. Each file holds one actor, its messages and its tests.
+//! The DbWriter lives in [`crate::db::writer`] beside the store it owns.
+pub mod schema_loader;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde_json::{Value as Json, json};
+
+use crate::time;
+
+/// Figures every actor reports on `/status`: shared atomics, so reading them never waits
+/// behind a busy actor.
+#[derive(Debug, Default)]
+pub struct ActorStats {
+    pub handled: AtomicU64,
+    pub errors: AtomicU64,
+    pub skipped_ticks: AtomicU64,
+    pub last_activity_unix_ms: AtomicI64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ActorStats {
+    pub fn handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    pub fn error(&self, error: impl ToString) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error.to_string());
+        }
+        self.touch();
+    }
+
+    pub fn touch(&self) {
+        self.last_activity_unix_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Json {
+        let last = self.last_activity_unix_ms.load(Ordering::Relaxed);
+        json!({
+            "handled": self.handled.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+            "skipped_ticks": self.skipped_ticks.load(Ordering::Relaxed),
+            "last_activity_at": (last > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(last).map(time::format))
+                .flatten(),
+            "last_error": self.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        })
+    }
+}

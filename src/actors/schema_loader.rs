@@ -1,0 +1,320 @@
+//! The SchemaLoader actor: fetches the site's schema (or reads `[schema] file`), applies the
+//! selection rules, plans the DDL against the schema registry and hands it to the DbWriter.
+//! It runs at start-up and every `schema.refresh_interval`; when the site cannot be reached it
+//! falls back to the newest stored snapshot and retries with back-off.
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::ActorStats;
+use crate::config::Config;
+use crate::db::writer::{ApplySchema, DbWriterHandle, NewSnapshot};
+use crate::db::{Pools, StoreError, registry};
+use crate::schema::{CachedSchema, SchemaError, SelectionReport, SiteSchema, plan_ddl, select};
+use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("cannot read {path}: {problem}")]
+    File { path: String, problem: String },
+    #[error("invalid schema: {0}")]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A `schema_read` (+ `schema_entity_read`) reply and where it came from.
+#[derive(Clone, Debug)]
+pub struct SchemaSource {
+    /// `site`, `file` or `snapshot`.
+    pub source: &'static str,
+    pub schema_read: Json,
+    pub schema_entity_read: Option<Json>,
+}
+
+impl SchemaSource {
+    pub fn parse(&self) -> Result<SiteSchema, SchemaError> {
+        SiteSchema::from_json(&self.schema_read, self.schema_entity_read.as_ref())
+    }
+}
+
+/// Reads `[schema] file` (and `entity_file`) if configured, else asks the site.
+pub async fn fetch_schema(
+    config: &Config,
+    upstream: Option<&UpstreamClient>,
+) -> Result<SchemaSource, LoadError> {
+    if let Some(path) = &config.schema.file {
+        let schema_read = read_json(path)?;
+        let schema_entity_read = config
+            .schema
+            .entity_file
+            .as_ref()
+            .map(|p| read_json(p))
+            .transpose()?;
+        return Ok(SchemaSource {
+            source: "file",
+            schema_read,
+            schema_entity_read,
+        });
+    }
+    let Some(upstream) = upstream else {
+        return Err(LoadError::Upstream(UpstreamError::Transport(
+            "no site configured (shotgun.url)".to_owned(),
+        )));
+    };
+    let (schema_read, schema_entity_read) = upstream.schema().await?;
+    Ok(SchemaSource {
+        source: "site",
+        schema_read,
+        schema_entity_read: Some(schema_entity_read),
+    })
+}
+
+fn read_json(path: &std::path::Path) -> Result<Json, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::File {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| LoadError::File {
+        path: path.display().to_string(),
+        problem: format!("not JSON: {e}"),
+    })
+}
+
+/// The newest stored snapshot, for starting while the site is down.
+pub async fn stored_schema(pools: &Pools) -> Result<Option<SchemaSource>, LoadError> {
+    let Some(row) = registry::latest_snapshot(&pools.reader).await? else {
+        return Ok(None);
+    };
+    let parse = |text: &str| {
+        serde_json::from_str::<Json>(text).map_err(|e| LoadError::File {
+            path: "sgcache_schema_snapshot".to_owned(),
+            problem: e.to_string(),
+        })
+    };
+    Ok(Some(SchemaSource {
+        source: "snapshot",
+        schema_read: parse(&row.schema_read)?,
+        schema_entity_read: row.schema_entity_read.as_deref().map(parse).transpose()?,
+    }))
+}
+
+/// What applying a schema did.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub cached: CachedSchema,
+    pub report: SelectionReport,
+    pub statements: usize,
+    pub invalidated: Vec<String>,
+}
+
+/// Selection → DDL plan → DbWriter. Stores the schema as a new snapshot when it changed.
+pub async fn apply_schema(
+    src: &SchemaSource,
+    config: &Config,
+    pools: &Pools,
+    writer: &DbWriterHandle,
+) -> Result<Applied, LoadError> {
+    let site = src.parse()?;
+    let (cached, report) = select(&site, &config.schema.rules())?;
+    let applied = registry::load_applied(&pools.reader).await?;
+    let plan = plan_ddl(&cached, &applied, pools.backend);
+    let schema_text = src.schema_read.to_string();
+    let digest = format!("{:x}", Sha256::digest(schema_text.as_bytes()));
+    let latest = registry::latest_snapshot(&pools.reader).await?;
+    let snapshot = (src.source != "snapshot" && latest.as_ref().is_none_or(|l| l.digest != digest))
+        .then(|| NewSnapshot {
+            source: src.source.to_owned(),
+            digest,
+            schema_read: schema_text,
+            schema_entity_read: src.schema_entity_read.as_ref().map(Json::to_string),
+        });
+    let statements = plan.statements.len();
+    let mut invalidated: Vec<String> = plan.changed_types.iter().cloned().collect();
+    invalidated.extend(plan.new_types.iter().cloned());
+    writer
+        .apply_schema(ApplySchema {
+            plan,
+            desired: cached.clone(),
+            snapshot,
+        })
+        .await?;
+    Ok(Applied {
+        cached,
+        report,
+        statements,
+        invalidated,
+    })
+}
+
+/// The loader's figures for `/status`.
+#[derive(Debug, Default)]
+pub struct SchemaLoaderStats {
+    pub actor: ActorStats,
+    pub loaded: AtomicBool,
+    pub detail: Mutex<Json>,
+}
+
+impl SchemaLoaderStats {
+    pub fn snapshot(&self) -> Json {
+        let mut v = self.actor.snapshot();
+        if let (Some(map), Ok(detail)) = (v.as_object_mut(), self.detail.lock()) {
+            map.insert("loaded".into(), self.loaded.load(Ordering::Relaxed).into());
+            if let Some(detail) = detail.as_object() {
+                map.extend(detail.clone());
+            }
+        }
+        v
+    }
+}
+
+pub struct SchemaLoader {
+    config: Arc<Config>,
+    pools: Pools,
+    writer: DbWriterHandle,
+    upstream: Option<Rc<UpstreamClient>>,
+    stats: Arc<SchemaLoaderStats>,
+    refresh_interval: Duration,
+    in_flight: bool,
+    failures: u32,
+}
+
+impl SchemaLoader {
+    pub fn new(
+        config: Arc<Config>,
+        pools: Pools,
+        writer: DbWriterHandle,
+        stats: Arc<SchemaLoaderStats>,
+    ) -> Self {
+        let upstream =
+            (!config.shotgun.url.is_empty()).then(|| Rc::new(UpstreamClient::new(&config.shotgun)));
+        SchemaLoader {
+            refresh_interval: config.schema.refresh_interval,
+            config,
+            pools,
+            writer,
+            upstream,
+            stats,
+            in_flight: false,
+            failures: 0,
+        }
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            self.stats
+                .actor
+                .skipped_ticks
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.in_flight = true;
+        let config = self.config.clone();
+        let pools = self.pools.clone();
+        let writer = self.writer.clone();
+        let upstream = self.upstream.clone();
+        let first = !self.stats.loaded.load(Ordering::Relaxed);
+        let fut = async move {
+            let fetched = fetch_schema(&config, upstream.as_deref()).await;
+            match fetched {
+                Ok(src) => apply_schema(&src, &config, &pools, &writer)
+                    .await
+                    .map(|a| (a, src.source, None)),
+                Err(err) if first => {
+                    // Start from what we stored last time; keep trying the site.
+                    match stored_schema(&pools).await {
+                        Ok(Some(src)) => apply_schema(&src, &config, &pools, &writer)
+                            .await
+                            .map(|a| (a, src.source, Some(err.to_string()))),
+                        _ => Err(err),
+                    }
+                }
+                Err(err) => Err(err),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.in_flight = false;
+            let retry_after = match result {
+                Ok((applied, source, fetch_error)) => {
+                    info!(
+                        source,
+                        types = applied.cached.types.len(),
+                        statements = applied.statements,
+                        invalidated = ?applied.invalidated,
+                        skipped_fields = applied.report.skipped.len(),
+                        "schema applied"
+                    );
+                    for warning in &applied.report.warnings {
+                        warn!(warning = %warning, "schema selection");
+                    }
+                    act.stats.actor.handled();
+                    act.stats.loaded.store(true, Ordering::Relaxed);
+                    if let Ok(mut detail) = act.stats.detail.lock() {
+                        *detail = json!({
+                            "source": source,
+                            "loaded_at": crate::time::now(),
+                            "types": applied.cached.types.len(),
+                            "skipped_fields": applied.report.skipped.len(),
+                            "warnings": applied.report.warnings,
+                        });
+                    }
+                    match fetch_error {
+                        // Running on a stored snapshot: try the site again soon.
+                        Some(err) => {
+                            act.stats.actor.error(&err);
+                            act.failures += 1;
+                            Some(backoff_delay(
+                                act.config.shotgun.retry_backoff,
+                                act.failures,
+                            ))
+                        }
+                        None => {
+                            act.failures = 0;
+                            None
+                        }
+                    }
+                }
+                Err(err) => {
+                    warn!(error = %err, "cannot load the schema");
+                    act.stats.actor.error(&err);
+                    act.failures += 1;
+                    Some(backoff_delay(
+                        act.config.shotgun.retry_backoff,
+                        act.failures,
+                    ))
+                }
+            };
+            let delay = retry_after.unwrap_or(act.refresh_interval);
+            ctx.run_later(delay, |act, ctx| act.load(ctx));
+        }));
+    }
+}
+
+impl Actor for SchemaLoader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.load(ctx);
+    }
+}
+
+/// Ask for an immediate reload (e.g. after a schema event).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+impl Handler<Reload> for SchemaLoader {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Reload, ctx: &mut Self::Context) {
+        self.load(ctx);
+    }
+}

@@ -1,0 +1,566 @@
+//! Configuration: `config.toml`, then `SGCACHE_<SECTION>_<KEY>` environment variables, then
+//! command-line flags. Unknown keys are errors; durations are humantime strings (`"2s"`, `"5m"`).
+//!
+//! Every problem is reported as one line that names the key (`scanner.interval: ...`).
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::schema::SelectionRules;
+
+/// The configuration sections; an environment variable `SGCACHE_<SECTION>_<KEY>` overrides
+/// `<section>.<key>`. Variables naming another prefix (e.g. `SGCACHE_TEST_PG_URL`) are ignored.
+pub const SECTIONS: &[&str] = &[
+    "shotgun", "database", "server", "events", "scanner", "verify", "schema", "log",
+];
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SGCACHE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{key}: {problem}")]
+    Key { key: String, problem: String },
+}
+
+impl ConfigError {
+    fn key(key: &str, problem: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
+    fn from_figment(err: figment::Error) -> Self {
+        // figment reports nested errors one by one; the first names the key precisely enough.
+        let err = err
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| figment::Error::from("invalid configuration".to_owned()));
+        let key = err.path.join(".");
+        let mut problem = err.kind.to_string();
+        if let Some(figment::Source::File(path)) =
+            err.metadata.as_ref().and_then(|m| m.source.as_ref())
+        {
+            problem = format!("{problem} (in {})", path.display());
+        }
+        if key.is_empty() {
+            ConfigError::Invalid(problem)
+        } else {
+            ConfigError::Key { key, problem }
+        }
+    }
+}
+
+/// A secret (script key, password). `Debug`, `Display` and `Serialize` never show it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"********\""
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "********" })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub shotgun: ShotgunConfig,
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub events: EventsConfig,
+    pub scanner: ScannerConfig,
+    pub verify: VerifyConfig,
+    pub schema: SchemaConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShotgunConfig {
+    /// The site, e.g. `https://studio.shotgrid.autodesk.com`. Empty means "not configured".
+    pub url: String,
+    pub script_name: String,
+    pub api_key: Secret,
+    /// Timeout of one request to the site.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts for one request on transport errors, 5xx and 429 (1 = no retry).
+    pub max_attempts: u32,
+    /// First back-off delay; doubled each retry, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://user@host/db`.
+    pub url: String,
+    /// Reader pool size (the DbWriter has its own single connection).
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Largest accepted api3 request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScannerConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How far back the first scan after start-up reaches when no checkpoint is stored.
+    #[serde(with = "humantime_serde")]
+    pub since: Duration,
+    /// Overlap subtracted from the previous scan's start, against clock skew.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Entities per page read from the site.
+    pub page_size: u32,
+    /// Only cache entities of these project ids (empty = all projects).
+    pub projects: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Fraction of locally answered reads re-run against the site (0.0 = none, 1.0 = all).
+    pub sample_rate: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaConfig {
+    /// A saved `schema_read` reply (JSON) used instead of asking the site.
+    pub file: Option<PathBuf>,
+    /// A saved `schema_entity_read` reply (JSON), optional with `file`.
+    pub entity_file: Option<PathBuf>,
+    /// Entity types and fields to cache: `Shot`, `Shot.sg_*`, `*.code`, `Task.task_assignees`.
+    pub include: Vec<String>,
+    /// Types or fields never cached: `Version`, `*.description`.
+    pub exclude: Vec<String>,
+    /// How often the site's schema is fetched again and compared.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        SchemaConfig {
+            file: None,
+            entity_file: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            refresh_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl SchemaConfig {
+    pub fn rules(&self) -> SelectionRules {
+        SelectionRules {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `sgcache=debug,info`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for ShotgunConfig {
+    fn default() -> Self {
+        ShotgunConfig {
+            url: String::new(),
+            script_name: String::new(),
+            api_key: Secret::default(),
+            timeout: Duration::from_secs(60),
+            max_attempts: 4,
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://var/sgcache.sqlite".to_owned(),
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8010".to_owned(),
+            workers: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: true,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for ScannerConfig {
+    fn default() -> Self {
+        ScannerConfig {
+            enabled: true,
+            interval: Duration::from_secs(300),
+            since: Duration::from_secs(3600),
+            leeway: Duration::from_secs(5),
+            page_size: 500,
+            projects: Vec::new(),
+        }
+    }
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { sample_rate: 0.0 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shotgun: ShotgunConfig::default(),
+            database: DatabaseConfig::default(),
+            server: ServerConfig::default(),
+            events: EventsConfig::default(),
+            scanner: ScannerConfig::default(),
+            verify: VerifyConfig::default(),
+            schema: SchemaConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Overrides given on the command line (highest precedence). Unset flags override nothing.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shotgun: Option<ShotgunOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<UrlOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<BindOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverride>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ShotgunOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UrlOverride {
+    pub url: String,
+}
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BindOverride {
+    pub bind: String,
+}
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LogOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+/// Which checks `validate` runs: the daemon and `schema fetch` need the site's credentials,
+/// `migrate` and `schema show` do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Database,
+    Site,
+}
+
+impl Config {
+    /// Loads `path` (a missing file is an error unless it is the default `config.toml`), then
+    /// the environment, then `overrides`.
+    pub fn load(
+        path: &Path,
+        path_is_explicit: bool,
+        overrides: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        Self::load_from(path, path_is_explicit, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_from(
+        path: &Path,
+        path_is_explicit: bool,
+        overrides: &CliOverrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        if path_is_explicit && !path.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if path.exists() {
+            figment = figment.merge(Toml::file(path));
+        }
+        for (key, value) in env {
+            let Some(key) = env_key(&key) else { continue };
+            // A dotted key nests the value under its section.
+            figment = figment.merge(Serialized::default(&key, parse_env_value(&value)));
+        }
+        figment = figment.merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(ConfigError::from_figment)?;
+        config.validate_values()?;
+        Ok(config)
+    }
+
+    /// Value checks that do not depend on what the command needs.
+    fn validate_values(&self) -> Result<(), ConfigError> {
+        if !self.shotgun.url.is_empty() {
+            let url = url::Url::parse(&self.shotgun.url).map_err(|e| {
+                ConfigError::key(
+                    "shotgun.url",
+                    format!("not a URL ({e}): {:?}", self.shotgun.url),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::key(
+                    "shotgun.url",
+                    format!(
+                        "must be an http(s) URL with a host, got {:?}",
+                        self.shotgun.url
+                    ),
+                ));
+            }
+        }
+        if self.shotgun.max_attempts == 0 {
+            return Err(ConfigError::key(
+                "shotgun.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.shotgun.timeout.is_zero() {
+            return Err(ConfigError::key(
+                "shotgun.timeout",
+                "must be greater than 0",
+            ));
+        }
+        crate::schema::Backend::from_url(&self.database.url)
+            .map_err(|problem| ConfigError::key("database.url", problem))?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        self.server.bind.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::key(
+                "server.bind",
+                format!("{e}: {:?} (expected HOST:PORT)", self.server.bind),
+            )
+        })?;
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.events.poll_interval.is_zero() {
+            return Err(ConfigError::key(
+                "events.poll_interval",
+                "must be greater than 0",
+            ));
+        }
+        if self.schema.refresh_interval.is_zero() {
+            return Err(ConfigError::key(
+                "schema.refresh_interval",
+                "must be greater than 0",
+            ));
+        }
+        if self.scanner.interval.is_zero() {
+            return Err(ConfigError::key(
+                "scanner.interval",
+                "must be greater than 0",
+            ));
+        }
+        if !(1..=5000).contains(&self.scanner.page_size) {
+            return Err(ConfigError::key(
+                "scanner.page_size",
+                "must be between 1 and 5000",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.verify.sample_rate) {
+            return Err(ConfigError::key(
+                "verify.sample_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.schema.entity_file.is_some() && self.schema.file.is_none() {
+            return Err(ConfigError::key("schema.entity_file", "needs schema.file"));
+        }
+        for (key, path) in [
+            ("schema.file", &self.schema.file),
+            ("schema.entity_file", &self.schema.entity_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(ConfigError::key(
+                    key,
+                    format!("no such file: {}", path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that what a command needs is configured.
+    pub fn validate_for(&self, needs: Needs) -> Result<(), ConfigError> {
+        if needs == Needs::Site {
+            if self.shotgun.url.is_empty() {
+                return Err(ConfigError::key(
+                    "shotgun.url",
+                    "missing: set it in config.toml or SGCACHE_SHOTGUN_URL",
+                ));
+            }
+            if self.shotgun.script_name.is_empty() {
+                return Err(ConfigError::key(
+                    "shotgun.script_name",
+                    "missing credentials: set it in config.toml or SGCACHE_SHOTGUN_SCRIPT_NAME",
+                ));
+            }
+            if self.shotgun.api_key.is_empty() {
+                return Err(ConfigError::key(
+                    "shotgun.api_key",
+                    "missing credentials: set it in config.toml or SGCACHE_SHOTGUN_API_KEY",
+                ));
+            }
+            if self.schema.include.is_empty() {
+                return Err(ConfigError::key(
+                    "schema.include",
+                    "empty: nothing would be cached; name at least one entity type",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with secrets and database passwords masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        masked.database.url = mask_url_password(&masked.database.url);
+        toml::to_string_pretty(&masked)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+/// `SGCACHE_SHOTGUN_API_KEY` → `shotgun.api_key`; `None` for variables of no known section.
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    let (section, key) = rest.split_once('_')?;
+    (SECTIONS.contains(&section) && !key.is_empty()).then(|| format!("{section}.{key}"))
+}
+
+/// Environment values are TOML values when they parse as one (`true`, `5`, `["Shot"]`), else strings.
+fn parse_env_value(raw: &str) -> figment::value::Value {
+    let as_toml = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&as_toml) {
+        Ok(mut table) if !raw.trim().is_empty() => match table.remove("v") {
+            Some(v) => figment::value::Value::serialize(v).unwrap_or_else(|_| raw.into()),
+            None => raw.into(),
+        },
+        _ => raw.into(),
+    }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:********@host/db`.
+pub fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("********"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}

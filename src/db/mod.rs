@@ -1,0 +1,135 @@
+//! Database access: connection pools, the fixed tables, and the DbWriter actor.
+//!
+//! Reads use [`Pools::reader`] concurrently. Every mutation goes through the
+//! [`writer::DbWriter`] actor, which owns [`Pools::writer`] (one connection on SQLite).
+pub mod entities;
+pub mod registry;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use crate::config::DatabaseConfig;
+use crate::schema::Backend;
+
+impl Backend {
+    /// The backend a database URL names, or a one-line problem.
+    pub fn from_url(url: &str) -> Result<Backend, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.is_empty() {
+            Err("missing: expected sqlite://PATH or postgres://USER@HOST/DB".to_owned())
+        } else {
+            Err(format!(
+                "unsupported scheme in {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+                crate::config::mask_url_password(url)
+            ))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid data for {entity_type}.{field}: {problem}")]
+    InvalidValue {
+        entity_type: String,
+        field: String,
+        problem: String,
+    },
+    #[error("{0}")]
+    Schema(String),
+    #[error("the DbWriter is not running")]
+    WriterGone,
+}
+
+/// The reader pool and the writer's own connection.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    pub backend: Backend,
+    pub reader: DatabaseConnection,
+    pub writer: DatabaseConnection,
+}
+
+/// Connects both pools. For SQLite the file (and its directory) is created on first use, in
+/// WAL mode with `synchronous=NORMAL` and a busy timeout, so readers never block the writer.
+pub async fn connect(config: &DatabaseConfig) -> Result<Pools, StoreError> {
+    let backend = Backend::from_url(&config.url).map_err(StoreError::Schema)?;
+    if backend == Backend::Sqlite {
+        ensure_sqlite_dir(&config.url)?;
+    }
+    let reader = Database::connect(options(config, backend, config.max_connections)).await?;
+    let writer = Database::connect(options(config, backend, 1)).await?;
+    Ok(Pools {
+        backend,
+        reader,
+        writer,
+    })
+}
+
+fn options(config: &DatabaseConfig, backend: Backend, max: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(config.url.clone());
+    opts.max_connections(max)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    if backend == Backend::Sqlite {
+        let busy = config.busy_timeout;
+        opts.map_sqlx_sqlite_opts(move |o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+                .foreign_keys(false)
+        });
+    }
+    opts
+}
+
+/// `sqlite://var/sgcache.sqlite` → creates `var/`.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates or upgrades the fixed tables (idempotent).
+pub async fn migrate(pools: &Pools) -> Result<(), StoreError> {
+    migration::Migrator::up(&pools.writer, None).await?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Cache-table DDL on both backends: naming rules, idempotence across restarts, widening and
+//! narrowing the selection, and the `complete` flag reset on change.
+use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
+use sgcache::config::Config;
+use sgcache::db::writer::{Apply, DbWriterHandle, EntityStatePatch, WriteOp};
+use sgcache::db::{self, Pools, registry};
+use sgcache::state::CacheState;
+
+use crate::support::{columns, databases, fixture_schema_config, nullable, tables, test_config};
+
+async fn open(config: &Config) -> (Pools, DbWriterHandle, actix::Arbiter) {
+    let pools = db::connect(&config.database).await.expect("connect");
+    db::migrate(&pools).await.expect("migrate");
+    let (writer, arbiter) =
+        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
+    (pools, writer, arbiter)
+}
+
+async fn apply(
+    config: &Config,
+    pools: &Pools,
+    writer: &DbWriterHandle,
+) -> sgcache::actors::schema_loader::Applied {
+    let src = fetch_schema(config, None).await.expect("fixture schema");
+    apply_schema(&src, config, pools, writer)
+        .await
+        .expect("apply schema")
+}
+
+#[actix_web::test]
+async fn tables_follow_the_naming_rules_and_ddl_is_idempotent() {
+    for test_db in databases().await {
+        let mut config = test_config(&test_db, None);
+        fixture_schema_config(&mut config);
+        let (pools, writer, arbiter) = open(&config).await;
+        let first = apply(&config, &pools, &writer).await;
+        assert!(first.statements > 0, "first start creates tables");
+
+        let all = tables(&pools.reader).await;
+        for t in [
+            "shot",
+            "task",
+            "project",
+            "humanuser",
+            "shot_assets",
+            "task_task_assignees",
+            "sgcache_schema_field",
+            "sgcache_entity_state",
+            "sgcache_event_cursor",
+        ] {
+            assert!(
+                all.contains(&t.to_owned()),
+                "{:?}: table {t} missing from {all:?}",
+                test_db.backend
+            );
+        }
+        assert!(
+            !all.contains(&"version".to_owned()),
+            "Version is not selected"
+        );
+        assert!(!all.contains(&"eventlogentry".to_owned()));
+
+        let shot = columns(&pools.reader, "shot").await;
+        for c in [
+            "id",
+            "_active",
+            "_cache_created_at",
+            "_cache_updated_at",
+            "_last_log_event_id",
+            "code",
+            "sg_status_list",
+            "sg_cut_in",
+            "updated_at",
+            "project__type",
+            "project__id",
+            "sg_sequence__type",
+            "sg_sequence__id",
+        ] {
+            assert!(
+                shot.contains(&c.to_owned()),
+                "{:?}: shot.{c} missing from {shot:?}",
+                test_db.backend
+            );
+        }
+        for c in ["image", "tag_list", "assets", "project", "filmstrip_image"] {
+            assert!(
+                !shot.contains(&c.to_owned()),
+                "{:?}: shot.{c} must not exist",
+                test_db.backend
+            );
+        }
+        assert_eq!(
+            columns(&pools.reader, "shot_assets").await,
+            ["parent_id", "child_type", "child_id", "position"]
+        );
+        assert!(nullable(&pools.reader, "shot", "code").await);
+        assert!(nullable(&pools.reader, "shot", "sg_cut_in").await);
+        assert!(
+            !nullable(&pools.reader, "task", "milestone").await,
+            "checkbox is NOT NULL"
+        );
+        assert!(!nullable(&pools.reader, "shot", "_active").await);
+
+        // Same schema again, and again after a "restart" (new pools and writer): nothing to do.
+        let registry_before = registry::load_applied(&pools.reader)
+            .await
+            .expect("registry");
+        let again = apply(&config, &pools, &writer).await;
+        assert_eq!(again.statements, 0, "{:?}", test_db.backend);
+        assert!(again.invalidated.is_empty());
+        arbiter.stop();
+        let (pools2, writer2, arbiter2) = open(&config).await;
+        let restarted = apply(&config, &pools2, &writer2).await;
+        assert_eq!(restarted.statements, 0);
+        assert_eq!(
+            registry::load_applied(&pools2.reader)
+                .await
+                .expect("registry"),
+            registry_before
+        );
+        assert_eq!(
+            columns(&pools2.reader, "shot").await,
+            shot,
+            "a restart changes nothing"
+        );
+        arbiter2.stop();
+    }
+}
+
+#[actix_web::test]
+async fn widening_adds_columns_and_marks_types_incomplete() {
+    for test_db in databases().await {
+        let mut config = test_config(&test_db, None);
+        fixture_schema_config(&mut config);
+        config.schema.exclude = vec!["*.description".into(), "Shot.sg_cut_*".into()];
+        let (pools, writer, arbiter) = open(&config).await;
+        apply(&config, &pools, &writer).await;
+        assert!(
+            !columns(&pools.reader, "shot")
+                .await
+                .contains(&"description".to_owned())
+        );
+
+        // Pretend the first full scans completed.
+        for ty in ["Shot", "Task", "Project"] {
+            writer
+                .apply(Apply {
+                    ops: vec![WriteOp::EntityState {
+                        entity_type: ty.into(),
+                        patch: EntityStatePatch {
+                            complete: Some(true),
+                            ..Default::default()
+                        },
+                    }],
+                    checkpoint: None,
+                })
+                .await
+                .expect("mark complete");
+        }
+        let complete = sgcache::db::writer::load_complete(&pools.reader)
+            .await
+            .expect("complete");
+        assert!(complete.contains("Shot") && complete.contains("Task"));
+
+        // Widen: descriptions and cut fields come back.
+        config.schema.exclude.clear();
+        let widened = apply(&config, &pools, &writer).await;
+        let shot = columns(&pools.reader, "shot").await;
+        for c in ["description", "sg_cut_in", "sg_cut_out", "sg_cut_order"] {
+            assert!(
+                shot.contains(&c.to_owned()),
+                "{:?}: widening adds shot.{c}",
+                test_db.backend
+            );
+        }
+        assert!(widened.invalidated.contains(&"Shot".to_owned()));
+        let complete = sgcache::db::writer::load_complete(&pools.reader)
+            .await
+            .expect("complete");
+        assert!(
+            !complete.contains("Shot"),
+            "Shot got new fields: it must be rescanned"
+        );
+        // Task and Project have no `description` or cut fields in the fixture: untouched.
+        assert!(
+            complete.contains("Task") && complete.contains("Project"),
+            "unchanged types stay complete: {complete:?}"
+        );
+        assert!(!widened.invalidated.contains(&"Task".to_owned()));
+
+        // Narrow again: the columns go away.
+        config.schema.exclude = vec!["Shot.sg_cut_*".into()];
+        apply(&config, &pools, &writer).await;
+        let shot = columns(&pools.reader, "shot").await;
+        assert!(
+            !shot.contains(&"sg_cut_in".to_owned()),
+            "{:?}: narrowing drops shot.sg_cut_in",
+            test_db.backend
+        );
+        assert!(shot.contains(&"description".to_owned()));
+        arbiter.stop();
+    }
+}

@@ -1,0 +1,7 @@
+//! sgcache's integration tests: one binary, modules by area. Each test runs on SQLite, and
+//! also on PostgreSQL when SGCACHE_TEST_PG_URL is set (`.ci/run` always sets it).
+mod support;
+
+mod daemon;
+mod ddl;
+mod writer;

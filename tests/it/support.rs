@@ -1,0 +1,244 @@
+//! Test fixtures: databases on both backends, configs, and an in-process daemon.
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sgcache::config::{Config, Secret};
+
+pub use sgcache_mock_site::MockSite;
+
+pub const FIXTURE_SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/schema_read.json"
+);
+pub const FIXTURE_ENTITY_SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/schema_entity_read.json"
+);
+
+/// A fresh, empty database for one test. SQLite: a file in a temporary directory.
+/// PostgreSQL: a new database named `sgcache_test_*`, dropped when this value is dropped.
+pub struct TestDb {
+    pub url: String,
+    pub backend: DbBackend,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("var/cache.sqlite").display());
+        TestDb {
+            url,
+            backend: DbBackend::Sqlite,
+            _dir: Some(dir),
+            pg_drop: None,
+        }
+    }
+
+    /// `SGCACHE_TEST_PG_URL` names an admin connection, e.g.
+    /// `postgres://root@localhost/postgres?host=/var/run/postgresql`.
+    pub async fn postgres(admin_url: &str) -> TestDb {
+        let name = format!("sgcache_test_{}_{}", std::process::id(), rand_suffix());
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("connect to SGCACHE_TEST_PG_URL");
+        admin
+            .execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("CREATE DATABASE \"{name}\""),
+            ))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = replace_db_name(admin_url, &name);
+        TestDb {
+            url,
+            backend: DbBackend::Postgres,
+            _dir: None,
+            pg_drop: Some((admin_url.to_owned(), name)),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg_drop.take() {
+            // Dropping needs a runtime of its own: this may run outside any.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_raw(Statement::from_string(
+                                DbBackend::Postgres,
+                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    nanos * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `postgres://u@h/postgres?x=y` → `postgres://u@h/NAME?x=y`.
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// The PostgreSQL admin URL, or `None` (with a loud note) when the PostgreSQL half is skipped.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("SGCACHE_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("NOTE: SGCACHE_TEST_PG_URL is not set: PostgreSQL half of this test SKIPPED");
+            None
+        }
+    }
+}
+
+/// One fresh database per backend under test.
+pub async fn databases() -> Vec<TestDb> {
+    let mut dbs = vec![TestDb::sqlite()];
+    if let Some(url) = pg_url() {
+        dbs.push(TestDb::postgres(&url).await);
+    }
+    dbs
+}
+
+/// A config for tests: the fixture schema file, short intervals, the mock's credentials.
+pub fn test_config(db: &TestDb, site: Option<&MockSite>) -> Config {
+    let mut config = Config::default();
+    config.database.url = db.url.clone();
+    config.database.max_connections = 4;
+    config.server.bind = "127.0.0.1:0".to_owned();
+    config.server.workers = 1;
+    if let Some(site) = site {
+        config.shotgun.url = site.url();
+    }
+    config.shotgun.script_name = "sgcache".to_owned();
+    config.shotgun.api_key = Secret::new("test-key");
+    config.shotgun.retry_backoff = Duration::from_millis(20);
+    config.shotgun.timeout = Duration::from_secs(5);
+    config.schema.include = vec![
+        "Project".into(),
+        "Sequence".into(),
+        "Shot".into(),
+        "Asset".into(),
+        "Task".into(),
+        "Step".into(),
+        "HumanUser".into(),
+    ];
+    config.schema.refresh_interval = Duration::from_secs(3600);
+    config
+}
+
+pub fn fixture_schema_config(config: &mut Config) {
+    config.schema.file = Some(PathBuf::from(FIXTURE_SCHEMA));
+    config.schema.entity_file = Some(PathBuf::from(FIXTURE_ENTITY_SCHEMA));
+}
+
+pub fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Column names of a table, on either backend.
+pub async fn columns<C: ConnectionTrait>(db: &C, table: &str) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+        _ => format!(
+            "SELECT column_name AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("list columns")
+        .into_iter()
+        .map(|r| r.try_get::<String>("", "name").expect("name"))
+        .collect()
+}
+
+/// Table names, on either backend.
+pub async fn tables<C: ConnectionTrait>(db: &C) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name".to_owned()
+        }
+        _ => "SELECT table_name AS name FROM information_schema.tables \
+              WHERE table_schema = current_schema() ORDER BY table_name"
+            .to_owned(),
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("list tables")
+        .into_iter()
+        .map(|r| r.try_get::<String>("", "name").expect("name"))
+        .collect()
+}
+
+/// Nullability of a column (true = NULL allowed).
+pub async fn nullable<C: ConnectionTrait>(db: &C, table: &str, column: &str) -> bool {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => format!(
+            "SELECT \"notnull\" AS nn FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ),
+        _ => format!(
+            "SELECT CASE WHEN is_nullable = 'YES' THEN 0 ELSE 1 END AS nn FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = '{column}'"
+        ),
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .unwrap_or_else(|| panic!("no column {table}.{column}"));
+    let nn: i32 = row.try_get("", "nn").expect("nn");
+    nn == 0
+}

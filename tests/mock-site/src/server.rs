@@ -1,0 +1,132 @@
+//! The HTTP front: an actix-web server on its own thread and actix `System`.
+
+use crate::api::{Shared, record_of};
+use crate::faults::{Injected, error_page};
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, http::StatusCode, web};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// A running server (one bind of the listener).
+pub struct ServerRun {
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerRun {
+    /// Stop the server (dropping open connections) and wait for its thread.
+    pub fn stop(mut self) {
+        // `ServerHandle::stop` sends the command eagerly; the returned future only awaits completion.
+        drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn api(state: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let (latency, injected) = {
+        let mut st = state.lock().expect("mock site state lock");
+        let rec = match &parsed {
+            Ok(v) => record_of(v),
+            Err(_) => record_of(&Value::String(String::from_utf8_lossy(&body).into_owned())),
+        };
+        st.requests.push(rec);
+        let inj = st.faults.decide();
+        (st.faults.latency, inj)
+    };
+    // The lock is released before sleeping: never hold the std mutex across an await.
+    if !latency.is_zero() {
+        actix_rt::time::sleep(latency).await;
+    }
+    match injected {
+        Injected::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return HttpResponse::build(status)
+                .content_type("text/html; charset=utf-8")
+                .body(error_page(code));
+        }
+        Injected::Garbage => {
+            return HttpResponse::Ok()
+                .content_type("application/json; charset=utf-8")
+                .body("<html><body>this is not JSON {\"results\": </body></html>");
+        }
+        Injected::None => {}
+    }
+    let reply = match parsed {
+        Ok(v) => state.lock().expect("mock site state lock").handle(&v),
+        Err(e) => crate::error::Fault::new(format!("Couldn't parse the request body as JSON: {e}"))
+            .to_body(),
+    };
+    HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .body(reply.to_string())
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/html; charset=utf-8")
+        .body(error_page(404))
+}
+
+/// Bind `addr` and serve on a new thread. Returns the bound address once listening.
+pub fn spawn(
+    shared: Shared,
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(SocketAddr, ServerRun)> {
+    let (tx, rx) = mpsc::channel::<std::io::Result<(SocketAddr, ServerHandle)>>();
+    let thread = std::thread::Builder::new()
+        .name(format!("mock-site-{}", addr.port()))
+        .spawn(move || {
+            let sys = actix_rt::System::new();
+            sys.block_on(async move {
+                let data = web::Data::new(shared);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .app_data(web::PayloadConfig::new(256 * 1024 * 1024))
+                        .route("/api3/json", web::post().to(api))
+                        .route("/{prefix:.*}/api3/json", web::post().to(api))
+                        .default_service(web::to(not_found))
+                })
+                .workers(workers.max(1))
+                .disable_signals()
+                .shutdown_timeout(0)
+                .bind(addr);
+                let server = match server {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let bound = server.addrs().first().copied().unwrap_or(addr);
+                let running = server.run();
+                let _ = tx.send(Ok((bound, running.handle())));
+                let _ = running.await;
+            });
+        })?;
+    match rx.recv() {
+        Ok(Ok((bound, handle))) => Ok((
+            bound,
+            ServerRun {
+                handle,
+                thread: Some(thread),
+            },
+        )),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(std::io::Error::other(
+                "mock site server thread exited before binding",
+            ))
+        }
+    }
+}
