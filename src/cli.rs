@@ -108,7 +108,7 @@ impl Cli {
 /// Parses the command line and runs it. Errors are one line on stderr and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let explicit = cli.config != PathBuf::from("config.toml");
+    let explicit = cli.config.as_os_str() != "config.toml";
     let config = match Config::load(&cli.config, explicit, &cli.overrides()) {
         Ok(config) => config,
         Err(err) => {

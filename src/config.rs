@@ -92,7 +92,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub shotgun: ShotgunConfig,
@@ -299,20 +299,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            shotgun: ShotgunConfig::default(),
-            database: DatabaseConfig::default(),
-            server: ServerConfig::default(),
-            events: EventsConfig::default(),
-            scanner: ScannerConfig::default(),
-            verify: VerifyConfig::default(),
-            schema: SchemaConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 /// Overrides given on the command line (highest precedence). Unset flags override nothing.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -562,5 +548,106 @@ pub fn mask_url_password(raw: &str) -> String {
             url.to_string()
         }
         _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(toml.as_bytes()).expect("write");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_from(file.path(), true, &CliOverrides::default(), env)
+    }
+
+    #[test]
+    fn the_shipped_config_toml_is_valid_and_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let config = Config::load_from(&path, true, &CliOverrides::default(), Vec::new()).expect("config.toml loads");
+        let defaults = Config::default();
+        assert_eq!(config.server.bind, defaults.server.bind);
+        assert_eq!(config.database.url, defaults.database.url);
+        assert_eq!(config.events.poll_interval, defaults.events.poll_interval);
+        assert_eq!(config.scanner.interval, Duration::from_secs(300));
+        assert!(!config.schema.include.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let config = load(
+            "[shotgun]\nurl = \"https://a.example\"\nscript_name = \"file\"\n[scanner]\ninterval = \"1m\"\n",
+            &[
+                ("SGCACHE_SHOTGUN_SCRIPT_NAME", "env_script"),
+                ("SGCACHE_SHOTGUN_API_KEY", "s3cret"),
+                ("SGCACHE_SCANNER_INTERVAL", "90s"),
+                ("SGCACHE_SCHEMA_INCLUDE", "[\"Shot\", \"Task\"]"),
+                ("SGCACHE_EVENTS_ENABLED", "false"),
+                ("SGCACHE_TEST_PG_URL", "postgres://ignored"),
+                ("OTHER_VAR", "x"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(config.shotgun.url, "https://a.example");
+        assert_eq!(config.shotgun.script_name, "env_script");
+        assert_eq!(config.shotgun.api_key.expose(), "s3cret");
+        assert_eq!(config.scanner.interval, Duration::from_secs(90));
+        assert_eq!(config.schema.include, ["Shot", "Task"]);
+        assert!(!config.events.enabled);
+
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(b"[server]\nbind = \"127.0.0.1:1\"\n").expect("write");
+        let flags = CliOverrides {
+            server: Some(BindOverride { bind: "127.0.0.1:2".into() }),
+            ..Default::default()
+        };
+        let env = vec![("SGCACHE_SERVER_BIND".to_owned(), "127.0.0.1:3".to_owned())];
+        let config = Config::load_from(file.path(), true, &flags, env).expect("loads");
+        assert_eq!(config.server.bind, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn every_error_is_one_line_naming_the_key() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            ("[scanner]\ninterval = \"soon\"\n", &[], "scanner.interval"),
+            ("[scanner]\nintervall = \"5m\"\n", &[], "intervall"),
+            ("[shotgun]\nurl = \"not a url\"\n", &[], "shotgun.url"),
+            ("[shotgun]\nurl = \"ftp://site.example\"\n", &[], "shotgun.url"),
+            ("", &[("SGCACHE_EVENTS_POLL_INTERVAL", "0s")], "events.poll_interval"),
+            ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),
+            ("[server]\nbind = \"localhost\"\n", &[], "server.bind"),
+            ("[verify]\nsample_rate = 2.0\n", &[], "verify.sample_rate"),
+            ("[bogus]\nx = 1\n", &[], "bogus"),
+            ("", &[("SGCACHE_SHOTGUN_APIKEY", "x")], "apikey"),
+        ];
+        for (toml, env, key) in cases {
+            let err = load(toml, env).expect_err(toml).to_string();
+            assert!(err.contains(key), "{toml:?} {env:?}: {err:?} should name {key}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn missing_credentials_are_reported_for_commands_that_need_the_site() {
+        let config = load("[shotgun]\nurl = \"https://site.example\"\n", &[]).expect("loads");
+        assert!(config.validate_for(Needs::Database).is_ok());
+        let err = config.validate_for(Needs::Site).expect_err("no script").to_string();
+        assert!(err.starts_with("shotgun.script_name"), "{err}");
+        let config = load("[shotgun]\nurl = \"https://s.example\"\nscript_name = \"s\"\n", &[]).expect("loads");
+        let err = config.validate_for(Needs::Site).expect_err("no key").to_string();
+        assert!(err.starts_with("shotgun.api_key"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = Config::default();
+        config.shotgun.api_key = Secret::new("hunter2");
+        config.database.url = "postgres://u:pw@db/sg".into();
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains(":pw@"), "{shown}");
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

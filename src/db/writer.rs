@@ -763,7 +763,7 @@ fn push_field(
                 None => (None, None),
             };
             row.columns
-                .push((type_column.clone(), Value::String(t.map(Into::into))));
+                .push((type_column.clone(), Value::String(t)));
             row.columns.push((id_column.clone(), Value::BigInt(i)));
         }
         ColumnLayout::MultiEntity { table } => {

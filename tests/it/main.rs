@@ -2,6 +2,7 @@
 //! also on PostgreSQL when SGCACHE_TEST_PG_URL is set (`.ci/run` always sets it).
 mod support;
 
+mod cli;
 mod daemon;
 mod ddl;
 mod writer;

@@ -313,3 +313,15 @@ async fn user_and_session_auth() {
     .await;
     assert_eq!(bad["error_code"], json!(102));
 }
+
+#[test]
+fn loads_the_big_schema() {
+    let path = "/work/shared/data/shotgun-schema/schema.json";
+    if !std::path::Path::new(path).exists() {
+        return;
+    }
+    let site = MockSite::start_with(sgcache_mock_site::MockConfig::with_schema_file(path).unwrap());
+    assert!(site.schema().types().count() > 50);
+    let shot = site.create("Shot", json!({"code": "big"}));
+    assert_eq!(shot["code"], json!("big"));
+}
