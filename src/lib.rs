@@ -3,10 +3,13 @@
 //! [`Daemon::start`] wires everything together; the binary and the integration tests both
 //! call it with a listener they bound (port 0 in tests).
 pub mod actors;
+pub mod api3;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod http;
+pub mod query;
 pub mod schema;
 pub mod state;
 pub mod telemetry;
@@ -67,6 +70,7 @@ impl Daemon {
             config.clone(),
             pools.clone(),
             writer.clone(),
+            cache.clone(),
             loader_stats.clone(),
         )
         .start();

@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use crate::schema::CachedSchema;
+use crate::schema::{CachedSchema, SiteSchema};
 
 #[derive(Clone, Debug, Default)]
 pub struct CacheView {
     pub schema: Arc<CachedSchema>,
+    /// The whole site's schema (every type and field, cached or not).
+    pub site: Arc<SiteSchema>,
     /// Types whose first full scan completed and whose selection has not changed since.
     pub complete: Arc<BTreeSet<String>>,
 }
@@ -36,6 +38,10 @@ impl CacheState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .schema = schema;
+    }
+
+    pub fn set_site(&self, site: Arc<SiteSchema>) {
+        self.view.write().unwrap_or_else(|poisoned| poisoned.into_inner()).site = site;
     }
 
     pub fn set_complete(&self, complete: BTreeSet<String>) {

@@ -16,6 +16,7 @@ use super::ActorStats;
 use crate::config::Config;
 use crate::db::writer::{ApplySchema, DbWriterHandle, NewSnapshot};
 use crate::db::{Pools, StoreError, registry};
+use crate::state::CacheState;
 use crate::schema::{CachedSchema, SchemaError, SelectionReport, SiteSchema, plan_ddl, select};
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
@@ -110,6 +111,7 @@ pub async fn stored_schema(pools: &Pools) -> Result<Option<SchemaSource>, LoadEr
 /// What applying a schema did.
 #[derive(Clone, Debug)]
 pub struct Applied {
+    pub site: Arc<SiteSchema>,
     pub cached: CachedSchema,
     pub report: SelectionReport,
     pub statements: usize,
@@ -125,6 +127,7 @@ pub async fn apply_schema(
 ) -> Result<Applied, LoadError> {
     let site = src.parse()?;
     let (cached, report) = select(&site, &config.schema.rules())?;
+    let site = Arc::new(site);
     let applied = registry::load_applied(&pools.reader).await?;
     let plan = plan_ddl(&cached, &applied, pools.backend);
     let schema_text = src.schema_read.to_string();
@@ -148,6 +151,7 @@ pub async fn apply_schema(
         })
         .await?;
     Ok(Applied {
+        site,
         cached,
         report,
         statements,
@@ -180,6 +184,7 @@ pub struct SchemaLoader {
     config: Arc<Config>,
     pools: Pools,
     writer: DbWriterHandle,
+    cache: Arc<CacheState>,
     upstream: Option<Rc<UpstreamClient>>,
     stats: Arc<SchemaLoaderStats>,
     refresh_interval: Duration,
@@ -192,6 +197,7 @@ impl SchemaLoader {
         config: Arc<Config>,
         pools: Pools,
         writer: DbWriterHandle,
+        cache: Arc<CacheState>,
         stats: Arc<SchemaLoaderStats>,
     ) -> Self {
         let upstream =
@@ -201,6 +207,7 @@ impl SchemaLoader {
             config,
             pools,
             writer,
+            cache,
             upstream,
             stats,
             in_flight: false,
@@ -255,6 +262,7 @@ impl SchemaLoader {
                     for warning in &applied.report.warnings {
                         warn!(warning = %warning, "schema selection");
                     }
+                    act.cache.set_site(applied.site.clone());
                     act.stats.actor.handled();
                     act.stats.loaded.store(true, Ordering::Relaxed);
                     if let Ok(mut detail) = act.stats.detail.lock() {

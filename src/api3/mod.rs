@@ -1,0 +1,1 @@
+//! Wire types of the api3 JSON-RPC protocol: the request envelope, read parameters and filters.
