@@ -63,6 +63,26 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Scan entity types from the site into the cache, in the foreground: incomplete types get
+    /// a full scan (resuming from a stored cursor), complete types an incremental scan.
+    Scan {
+        /// Full scans: complete types are marked incomplete and scanned from scratch.
+        #[arg(long)]
+        full: bool,
+        /// Only these types, comma-separated (default: every cached type).
+        #[arg(long, value_delimiter = ',', value_name = "TYPES")]
+        types: Vec<String>,
+        /// Only these project ids, comma-separated (overrides scanner.projects).
+        #[arg(long, value_delimiter = ',', value_name = "IDS")]
+        projects: Vec<i64>,
+    },
+    /// Set the event-log checkpoint so the daemon replays events from ID (inclusive) at its
+    /// next start. Run it while the daemon is stopped.
+    Events {
+        /// The first event id to (re)apply.
+        #[arg(long, value_name = "ID")]
+        from: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,7 +138,7 @@ pub fn main() -> ExitCode {
     };
     crate::telemetry::init(config.log.format, &config.log.level);
     let needs = match &cli.command {
-        Command::Serve => Needs::Site,
+        Command::Serve | Command::Scan { .. } => Needs::Site,
         Command::Schema(SchemaCommand::Fetch { .. }) if config.schema.file.is_none() => Needs::Site,
         _ => Needs::Database,
     };
@@ -206,6 +226,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             } else {
                 print!("{}", describe(&cached, &report));
             }
+            Ok(())
+        }
+        Command::Scan {
+            full,
+            types,
+            projects,
+        } => {
+            crate::actors::scanner::run_scan_command(&config, full, &types, &projects).await?;
+            Ok(())
+        }
+        Command::Events { from } => {
+            let previous =
+                crate::actors::event_poller::set_checkpoint_command(&config, from).await?;
+            println!(
+                "event checkpoint set to {} (was {}): the daemon replays from event {from}",
+                (from - 1).max(0),
+                previous.map_or("none".to_owned(), |p| p.to_string())
+            );
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {

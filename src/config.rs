@@ -16,7 +16,7 @@ use crate::schema::SelectionRules;
 /// The configuration sections; an environment variable `SGCACHE_<SECTION>_<KEY>` overrides
 /// `<section>.<key>`. Variables naming another prefix (e.g. `SGCACHE_TEST_PG_URL`) are ignored.
 pub const SECTIONS: &[&str] = &[
-    "shotgun", "database", "server", "events", "scanner", "verify", "schema", "log",
+    "shotgun", "database", "server", "auth", "events", "scanner", "verify", "schema", "log",
 ];
 
 /// Prefix of the environment variables that override configuration keys.
@@ -98,6 +98,7 @@ pub struct Config {
     pub shotgun: ShotgunConfig,
     pub database: DatabaseConfig,
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub events: EventsConfig,
     pub scanner: ScannerConfig,
     pub verify: VerifyConfig,
@@ -141,6 +142,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest accepted api3 request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a client's write waits for its write-back to commit before it is answered
+    /// anyway (reads of the type then pass through until the write-back lands).
+    #[serde(with = "humantime_serde")]
+    pub write_back_wait: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -149,6 +154,10 @@ pub struct EventsConfig {
     pub enabled: bool,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long ids missing below the newest event seen are waited for (re-reading from the
+    /// lowest of them) before they are declared never to appear.
+    #[serde(with = "humantime_serde")]
+    pub gap_window: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -167,6 +176,37 @@ pub struct ScannerConfig {
     pub page_size: u32,
     /// Only cache entities of these project ids (empty = all projects).
     pub projects: Vec<i64>,
+}
+
+/// Who gets locally answered reads, and how long credential checks are remembered.
+///
+/// The site filters reads by the caller's permission rules, which a shared cache cannot
+/// replicate: only the callers named here (trusted pipeline scripts and logins) are answered
+/// from the cache; everyone else's reads pass through so the site applies its rules.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Script names whose reads may be answered locally. Empty = only `shotgun.script_name`.
+    pub local_scripts: Vec<String>,
+    /// HumanUser logins (user_login, or sudo_as_login) whose reads may be answered locally.
+    pub local_logins: Vec<String>,
+    /// How long a credential the site accepted is trusted without asking again.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long a credential the site rejected is refused without asking again.
+    #[serde(with = "humantime_serde")]
+    pub rejection_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            local_scripts: Vec::new(),
+            local_logins: Vec::new(),
+            ttl: Duration::from_secs(600),
+            rejection_ttl: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -258,6 +298,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8010".to_owned(),
             workers: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            write_back_wait: Duration::from_secs(5),
         }
     }
 }
@@ -267,6 +308,7 @@ impl Default for EventsConfig {
         EventsConfig {
             enabled: true,
             poll_interval: Duration::from_secs(2),
+            gap_window: Duration::from_secs(300),
         }
     }
 }

@@ -24,8 +24,16 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tracing::info;
 
+use crate::actors::event_poller::{EventPoller, EventPollerStats, StopPoller};
+use crate::actors::scanner::{Scanner, ScannerStats, StopScanner};
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
+use crate::actors::site_info::{SiteInfo, SiteInfoState};
+use crate::actors::write_back::{WriteBack, WriteBackStats};
 use crate::config::Config;
+use crate::http::api3::{Api3State, RequestStats};
+use crate::http::auth::AuthGate;
+use crate::http::files::FileProxy;
+use crate::upstream::passthrough::PassThrough;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, StoreError};
 use crate::http::status::StatusSources;
@@ -46,6 +54,12 @@ pub struct Daemon {
     pub cache: Arc<CacheState>,
     pub writer: DbWriterHandle,
     pub schema_loader: Addr<SchemaLoader>,
+    /// `None` when `scanner.enabled` is false or no site is configured.
+    pub scanner: Option<Addr<Scanner>>,
+    pub scanner_stats: Arc<ScannerStats>,
+    /// `None` when `events.enabled` is false or no site is configured.
+    pub event_poller: Option<Addr<EventPoller>>,
+    pub event_poller_stats: Arc<EventPollerStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
     writer_arbiter: Arbiter,
@@ -74,6 +88,57 @@ impl Daemon {
             loader_stats.clone(),
         )
         .start();
+        // Full scans of incomplete types and periodic incremental scans (waits for the schema).
+        let scanner_stats = Arc::new(ScannerStats::default());
+        let scanner = (config.scanner.enabled && !config.shotgun.url.is_empty()).then(|| {
+            Scanner::new(
+                config.clone(),
+                pools.clone(),
+                writer.clone(),
+                cache.clone(),
+                scanner_stats.clone(),
+            )
+            .start()
+        });
+        // Follows the EventLogEntry stream (waits for the schema; see actors::event_poller).
+        let event_poller_stats = Arc::new(EventPollerStats::default());
+        let event_poller = (config.events.enabled && !config.shotgun.url.is_empty()).then(|| {
+            EventPoller::new(
+                config.clone(),
+                pools.clone(),
+                writer.clone(),
+                cache.clone(),
+                Some(schema_loader.clone()),
+                event_poller_stats.clone(),
+            )
+            .start()
+        });
+
+        // The site's `info`, kept for answering `info` while the site is down.
+        let site_info = Arc::new(SiteInfoState::default());
+        SiteInfo::new(&config, site_info.clone(), pools.clone(), writer.clone()).start();
+        // Caches what clients' writes and passed-through reads return.
+        let write_back_stats = Arc::new(WriteBackStats::default());
+        let write_back = WriteBack::new(
+            &config,
+            writer.clone(),
+            cache.clone(),
+            pools.reader.clone(),
+            write_back_stats.clone(),
+        )
+        .start();
+        let request_stats = Arc::new(RequestStats::default());
+        let api3_state = web::Data::new(Api3State {
+            cache: cache.clone(),
+            site_info: site_info.clone(),
+            pools: pools.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+            write_back_wait: config.server.write_back_wait,
+            write_back,
+            write_back_stats: write_back_stats.clone(),
+            stats: request_stats.clone(),
+            auth: Arc::new(AuthGate::new(&config)),
+        });
 
         let sources = web::Data::new(StatusSources {
             started: Instant::now(),
@@ -84,11 +149,21 @@ impl Daemon {
             cache: cache.clone(),
             writer: writer.stats().clone(),
             schema_loader: loader_stats,
+            scanner: scanner_stats.clone(),
+            event_poller: event_poller_stats.clone(),
+            requests: request_stats,
+            write_back: write_back_stats,
+            site_info,
         });
         let max_body = config.server.max_body_bytes;
+        let shotgun = config.shotgun.clone();
         let mut server = HttpServer::new(move || {
+            // awc clients are `!Send`: one pass-through pair per worker.
             App::new()
                 .app_data(sources.clone())
+                .app_data(api3_state.clone())
+                .app_data(web::Data::new(PassThrough::new(&shotgun)))
+                .app_data(web::Data::new(FileProxy::new(&shotgun)))
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(http::configure)
         })
@@ -106,6 +181,10 @@ impl Daemon {
             cache,
             writer,
             schema_loader,
+            scanner,
+            scanner_stats,
+            event_poller,
+            event_poller_stats,
             server: Some(server),
             handle,
             writer_arbiter,
@@ -139,6 +218,14 @@ impl Daemon {
     }
 
     async fn shutdown_actors(&self) {
+        // Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
+        if let Some(poller) = &self.event_poller {
+            let _ = poller.send(StopPoller).await;
+        }
+        // Drops a scan in progress; a full scan resumes from its stored cursor next time.
+        if let Some(scanner) = &self.scanner {
+            let _ = scanner.send(StopScanner).await;
+        }
         // `stop` on the arbiter lets the DbWriter finish the message it is handling.
         self.writer_arbiter.stop();
         self.pools.reader.clone().close().await.ok();

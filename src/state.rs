@@ -18,6 +18,9 @@ pub struct CacheView {
 #[derive(Debug, Default)]
 pub struct CacheState {
     view: RwLock<CacheView>,
+    /// Types with a client write whose write-back has not committed yet (counted per write):
+    /// their reads pass through so a client always reads its own writes.
+    pending_writes: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
 }
 
 impl CacheState {
@@ -49,6 +52,27 @@ impl CacheState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .complete = Arc::new(complete);
+    }
+
+    pub fn add_pending_write(&self, entity_type: &str) {
+        if let Ok(mut pending) = self.pending_writes.lock() {
+            *pending.entry(entity_type.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn finish_pending_write(&self, entity_type: &str) {
+        if let Ok(mut pending) = self.pending_writes.lock()
+            && let Some(n) = pending.get_mut(entity_type)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(entity_type);
+            }
+        }
+    }
+
+    pub fn has_pending_write(&self, entity_type: &str) -> bool {
+        self.pending_writes.lock().is_ok_and(|p| p.contains_key(entity_type))
     }
 
     pub fn is_complete(&self, entity_type: &str) -> bool {

@@ -1,5 +1,9 @@
 //! The daemon's actors. Each file holds one actor, its messages and its tests.
 //! The DbWriter lives in [`crate::db::writer`] beside the store it owns.
+pub mod event_poller;
+pub mod scanner;
+pub mod site_info;
+pub mod write_back;
 pub mod schema_loader;
 
 use std::sync::Mutex;

@@ -1,1 +1,4 @@
 //! Wire types of the api3 JSON-RPC protocol: the request envelope, read parameters and filters.
+
+pub mod filters;
+pub mod read;

@@ -1,4 +1,7 @@
-//! The HTTP surface: `/ping`, `/status` (and, with later features, `/api3/json`).
+//! The HTTP surface: `/api3/json`, file traffic and browser redirects, `/ping`, `/status`.
+pub mod api3;
+pub mod auth;
+pub mod files;
 pub mod status;
 
 use actix_web::{HttpResponse, web};
@@ -6,7 +9,15 @@ use actix_web::{HttpResponse, web};
 /// Registers every route; the daemon and the tests call this same function.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ping", web::get().to(ping))
-        .route("/status", web::get().to(status::status));
+        .route("/status", web::get().to(status::status))
+        .route("/api3/json", web::post().to(api3::api3))
+        .route("/{prefix:.*}/api3/json", web::post().to(api3::api3))
+        .route("/upload/{tail:.*}", web::route().to(files::proxy))
+        .route("/file_serve/{tail:.*}", web::route().to(files::proxy))
+        .route("/thumbnail/{tail:.*}", web::route().to(files::proxy))
+        .route("/", web::get().to(files::redirect))
+        .route("/detail/{tail:.*}", web::get().to(files::redirect))
+        .route("/page/{tail:.*}", web::get().to(files::redirect));
 }
 
 /// `pong`, as clients that probe for a cache expect.

@@ -6,7 +6,12 @@ use std::time::Instant;
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value as Json, json};
 
+use crate::actors::event_poller::EventPollerStats;
+use crate::actors::scanner::ScannerStats;
 use crate::actors::schema_loader::SchemaLoaderStats;
+use crate::actors::site_info::SiteInfoState;
+use crate::actors::write_back::WriteBackStats;
+use crate::http::api3::RequestStats;
 use crate::db::writer::WriterStats;
 use crate::schema::{Backend, ColumnLayout};
 use crate::state::CacheState;
@@ -21,6 +26,11 @@ pub struct StatusSources {
     pub cache: Arc<CacheState>,
     pub writer: Arc<WriterStats>,
     pub schema_loader: Arc<SchemaLoaderStats>,
+    pub scanner: Arc<ScannerStats>,
+    pub event_poller: Arc<EventPollerStats>,
+    pub requests: Arc<RequestStats>,
+    pub write_back: Arc<WriteBackStats>,
+    pub site_info: Arc<SiteInfoState>,
 }
 
 impl StatusSources {
@@ -53,7 +63,8 @@ impl StatusSources {
                 "backend": self.backend.name(),
                 "url": crate::config::mask_url_password(&self.database_url),
             },
-            "upstream": { "url": self.site_url },
+            "upstream": { "url": self.site_url, "reachable": self.site_info.reachable() },
+            "requests": self.requests.snapshot(),
             "schema": {
                 "loaded": self.schema_loader.loaded.load(std::sync::atomic::Ordering::Relaxed),
                 "cached_types": view.schema.types.len(),
@@ -63,6 +74,10 @@ impl StatusSources {
             "actors": {
                 "db_writer": self.writer.snapshot(),
                 "schema_loader": self.schema_loader.snapshot(),
+                "scanner": self.scanner.snapshot(),
+                "event_poller": self.event_poller.snapshot(),
+                "write_back": self.write_back.snapshot(),
+                "site_info": self.site_info.stats.snapshot(),
             },
         })
     }

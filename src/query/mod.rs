@@ -1,1 +1,100 @@
-//! Shotgun read requests compiled to SQL (sea-query) for SQLite and PostgreSQL, and rows decoded back to the site's JSON (pure, no I/O except `execute`).
+//! Shotgun read requests compiled to SQL for SQLite and PostgreSQL, and rows decoded back to
+//! the site's JSON (pure, no I/O except [`execute`]).
+//!
+//! [`plan_read`] decides whether a read can be answered from the cache ([`Decision::Local`])
+//! or must go to the site ([`Decision::PassThrough`]), and compiles it. SQL is built by
+//! [`sql::Sql`]: identifiers come only from the cached schema and are quoted, every value is a
+//! bind parameter. Semantics are documented in [`filters`] (relations) and [`select`] (order).
+pub mod decode;
+pub mod filters;
+pub mod paths;
+pub mod plan;
+pub mod select;
+pub mod sql;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use serde_json::{Value as Json, json};
+
+pub use plan::plan_read;
+pub use select::{Decode, OutField};
+pub use sql::{Dialect, Sql};
+
+/// Why a read goes to the site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PassReason {
+    UncachedType,
+    IncompleteType,
+    /// `Type.field` that the cache does not hold.
+    UncachedField(String),
+    UnsupportedRelation(String),
+    UnsupportedFeature(String),
+}
+
+impl PassReason {
+    /// The metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PassReason::UncachedType => "uncached_type",
+            PassReason::IncompleteType => "incomplete_type",
+            PassReason::UncachedField(_) => "uncached_field",
+            PassReason::UnsupportedRelation(_) => "unsupported_relation",
+            PassReason::UnsupportedFeature(_) => "unsupported_feature",
+        }
+    }
+}
+
+impl std::fmt::Display for PassReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PassReason::UncachedType => f.write_str("type is not cached"),
+            PassReason::IncompleteType => f.write_str("a type involved is not completely cached"),
+            PassReason::UncachedField(x) => write!(f, "field {x} is not cached"),
+            PassReason::UnsupportedRelation(x) => write!(f, "relation {x} is not supported"),
+            PassReason::UnsupportedFeature(x) => write!(f, "{x} is not supported"),
+        }
+    }
+}
+
+/// A read compiled for one backend.
+#[derive(Clone, Debug)]
+pub struct CompiledRead {
+    pub entity_type: String,
+    pub dialect: Dialect,
+    /// The page: `_id`, `_total` (window count) and the return-field columns.
+    pub page: Sql,
+    /// `COUNT(*)` of all matching rows (used when the page is empty).
+    pub count: Sql,
+    pub fields: Vec<OutField>,
+    pub entities_per_page: u32,
+    pub current_page: u32,
+}
+
+/// What to do with a read.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    Local(CompiledRead),
+    PassThrough(PassReason),
+}
+
+/// Runs a compiled read; returns the `results` value
+/// `{"entities": [...], "paging_info": {"entity_count": N, "has_next_page": bool}}`.
+pub async fn execute(read: &CompiledRead, db: &DatabaseConnection) -> Result<Json, DbErr> {
+    let rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
+    let total: i64 = match rows.first() {
+        Some(r) => r.try_get("", select::TOTAL)?,
+        None if read.current_page <= 1 => 0,
+        None => match db.query_one_raw(read.count.statement(read.dialect)).await? {
+            Some(r) => r.try_get("", select::TOTAL)?,
+            None => 0,
+        },
+    };
+    let entities = rows
+        .iter()
+        .map(|r| decode::entity(r, &read.entity_type, &read.fields))
+        .collect::<Result<Vec<_>, _>>()?;
+    let end = i64::from(read.current_page) * i64::from(read.entities_per_page);
+    Ok(json!({
+        "entities": entities,
+        "paging_info": {"entity_count": total, "has_next_page": total > end},
+    }))
+}

@@ -7,6 +7,9 @@
 //! 5xx and 429 with exponential back-off and jitter, at most `shotgun.max_attempts` times.
 //! Shotgun faults (`{"exception": true, ...}`) become [`UpstreamError::Fault`] and are not
 //! retried: asking again would give the same answer.
+pub mod fetch;
+pub mod passthrough;
+
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -17,7 +20,7 @@ use tracing::{debug, warn};
 use crate::config::ShotgunConfig;
 
 /// Largest reply accepted from the site (a big site's `schema_read` is a few MiB).
-const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {

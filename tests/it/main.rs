@@ -2,7 +2,14 @@
 //! also on PostgreSQL when SGCACHE_TEST_PG_URL is set (`.ci/run` always sets it).
 mod support;
 
+mod auth;
 mod cli;
 mod daemon;
 mod ddl;
+mod events;
+mod python_client;
+mod query;
+mod scanner;
+mod upstream;
 mod writer;
+mod writes;

@@ -13,6 +13,7 @@ pub mod api;
 pub mod error;
 pub mod events;
 pub mod faults;
+pub mod files;
 pub mod filters;
 pub mod read;
 pub mod schema;
@@ -355,6 +356,12 @@ impl MockSite {
     /// Shift the site clock (affects `created_at`, `updated_at` and event times).
     pub fn set_now_offset(&self, offset: chrono::Duration) {
         self.state().store.now_offset = offset;
+    }
+
+    /// Stop the site clock at `at` (`None` lets it run again): two sites given the same writes
+    /// then give byte-identical answers.
+    pub fn freeze_clock(&self, at: Option<chrono::DateTime<chrono::Utc>>) {
+        self.state().store.frozen_now = at;
     }
 
     /// The site clock (UTC, whole seconds).

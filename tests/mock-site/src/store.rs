@@ -87,6 +87,8 @@ pub struct Store {
     pub held: BTreeSet<i64>,
     pub holding: bool,
     pub now_offset: Duration,
+    /// When set, the site clock stands still at this instant (plus `now_offset`).
+    pub frozen_now: Option<DateTime<Utc>>,
     pub validate_links: bool,
     pub reverse: Vec<ReverseField>,
 }
@@ -146,6 +148,7 @@ impl Store {
             held: BTreeSet::new(),
             holding: false,
             now_offset: Duration::zero(),
+            frozen_now: None,
             validate_links: true,
             reverse: Vec::new(),
         }
@@ -153,7 +156,7 @@ impl Store {
 
     /// The site clock (UTC, second precision, shifted by `now_offset`).
     pub fn now(&self) -> DateTime<Utc> {
-        let t = Utc::now() + self.now_offset;
+        let t = self.frozen_now.unwrap_or_else(Utc::now) + self.now_offset;
         DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
     }
 

@@ -1,0 +1,389 @@
+//! The WriteBack actor: what comes back from the site teaches the cache.
+//!
+//! After a client's write (`create`, `update`, `delete`, `revive`, `batch`) succeeded on the
+//! site, the entities it touched are read back from the site with every cached field and
+//! written through the DbWriter, before the client gets its answer (bounded by
+//! `server.write_back_wait`, see `http::api3`). Re-reading instead of trusting the write's
+//! reply gives the rows their new `updated_at` (so an older scan or event can never overwrite
+//! them) and keeps the client's reply byte-for-byte the site's. Because the public schema does
+//! not say which fields are each other's reverse (Shot.assets / Asset.shots, Task.entity /
+//! Shot.tasks), the entities a write linked or unlinked are re-read too.
+//!
+//! Entities in passed-through `read` replies update rows the cache already has (only the
+//! fields the reply carries, and only when it carries `updated_at` to order them by); rows the
+//! cache lacks are read in full, never created from partial data.
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Map, Value as Json, json};
+use tracing::warn;
+
+use super::ActorStats;
+use crate::config::Config;
+use crate::db::StoreError;
+use crate::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
+use crate::schema::{CachedEntity, CachedSchema, ColumnLayout, values};
+use crate::state::CacheState;
+use crate::upstream::fetch::{and_filter, entities_of, fetch_by_ids, read_args};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteBackError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A client's write succeeded on the site: cache its effect.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, WriteBackError>")]
+pub struct AfterWrite {
+    pub method: String,
+    /// The request's `params[1]`.
+    pub args: Json,
+    /// The site's `results`.
+    pub results: Json,
+}
+
+/// A `read` was passed through: cache what its reply says about cached types.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, WriteBackError>")]
+pub struct AfterRead {
+    pub entity_type: String,
+    pub results: Json,
+}
+
+#[derive(Debug, Default)]
+pub struct WriteBackStats {
+    pub actor: ActorStats,
+    pub writes: std::sync::atomic::AtomicU64,
+    pub reads: std::sync::atomic::AtomicU64,
+    pub rows_refreshed: std::sync::atomic::AtomicU64,
+    /// Client answers sent before their write-back committed (`server.write_back_wait` hit).
+    pub wait_exceeded: std::sync::atomic::AtomicU64,
+}
+
+impl WriteBackStats {
+    pub fn snapshot(&self) -> Json {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut v = self.actor.snapshot();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("writes".into(), self.writes.load(Relaxed).into());
+            map.insert("passed_through_reads".into(), self.reads.load(Relaxed).into());
+            map.insert("rows_refreshed".into(), self.rows_refreshed.load(Relaxed).into());
+            map.insert("wait_exceeded".into(), self.wait_exceeded.load(Relaxed).into());
+        }
+        v
+    }
+}
+
+pub struct WriteBack {
+    upstream: Rc<UpstreamClient>,
+    writer: DbWriterHandle,
+    cache: Arc<CacheState>,
+    reader: DatabaseConnection,
+    stats: Arc<WriteBackStats>,
+}
+
+impl WriteBack {
+    pub fn new(
+        config: &Config,
+        writer: DbWriterHandle,
+        cache: Arc<CacheState>,
+        reader: DatabaseConnection,
+        stats: Arc<WriteBackStats>,
+    ) -> WriteBack {
+        WriteBack {
+            upstream: Rc::new(UpstreamClient::new(&config.shotgun)),
+            writer,
+            cache,
+            reader,
+            stats,
+        }
+    }
+}
+
+impl Actor for WriteBack {
+    type Context = Context<Self>;
+}
+
+/// What a write changed, per cached type.
+#[derive(Debug, Default)]
+struct Touched {
+    refetch: BTreeMap<String, BTreeSet<i64>>,
+    retire: Vec<(String, i64)>,
+    /// `(child type, link field, parent type, parent id)`: children the site may have created
+    /// (Tasks from a `task_template`).
+    children: Vec<(String, String, String, i64)>,
+}
+
+impl Touched {
+    fn refetch(&mut self, schema: &CachedSchema, entity_type: &str, id: i64) {
+        if schema.types.contains_key(entity_type) {
+            self.refetch.entry(entity_type.to_owned()).or_default().insert(id);
+        }
+    }
+
+    /// Every link in a wire value (entity or multi-entity) whose type is cached.
+    fn refetch_links(&mut self, schema: &CachedSchema, value: &Json) {
+        let links: Vec<(String, i64)> = match value {
+            Json::Array(_) => values::multi_entity_value(value).unwrap_or_default(),
+            _ => values::entity_value(value).ok().flatten().into_iter().collect(),
+        };
+        for (t, id) in links {
+            self.refetch(schema, &t, id);
+        }
+    }
+}
+
+/// The current links of `id`'s link fields `fields`, from the cache.
+async fn stored_links(
+    db: &DatabaseConnection,
+    entity: &CachedEntity,
+    id: i64,
+    fields: &[String],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut links = Vec::new();
+    for name in fields {
+        let Some(field) = entity.fields.get(name) else { continue };
+        let select = match &field.layout {
+            ColumnLayout::Entity { type_column, id_column } => Query::select()
+                .expr_as(Expr::col(Alias::new(type_column)), Alias::new("t"))
+                .expr_as(Expr::col(Alias::new(id_column)), Alias::new("i"))
+                .from(Alias::new(&entity.table))
+                .and_where(Expr::col(Alias::new("id")).eq(id))
+                .to_owned(),
+            ColumnLayout::MultiEntity { table } => Query::select()
+                .expr_as(Expr::col(Alias::new("child_type")), Alias::new("t"))
+                .expr_as(Expr::col(Alias::new("child_id")), Alias::new("i"))
+                .from(Alias::new(table))
+                .and_where(Expr::col(Alias::new("parent_id")).eq(id))
+                .to_owned(),
+            ColumnLayout::Scalar { .. } => continue,
+        };
+        for row in db.query_all(&select).await? {
+            let t: Option<String> = row.try_get("", "t")?;
+            let i: Option<i64> = row.try_get("", "i")?;
+            if let (Some(t), Some(i)) = (t, i) {
+                links.push((t, i));
+            }
+        }
+    }
+    Ok(links)
+}
+
+/// Works out what one write item (`create`, `update`, `delete`, `revive`) touched.
+async fn touched_by_item(
+    db: &DatabaseConnection,
+    schema: &CachedSchema,
+    method: &str,
+    args: &Json,
+    result: &Json,
+    touched: &mut Touched,
+) -> Result<(), StoreError> {
+    let Some(entity_type) = args.get("type").and_then(Json::as_str) else { return Ok(()) };
+    let id = match method {
+        "create" => result.get("id").and_then(Json::as_i64),
+        _ => args.get("id").and_then(Json::as_i64),
+    };
+    let Some(id) = id else { return Ok(()) };
+    let written: Vec<String> = args
+        .get("fields")
+        .and_then(Json::as_array)
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|f| f.get("field_name").and_then(Json::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    match method {
+        "delete" => {
+            if result.as_bool() == Some(true) && schema.types.contains_key(entity_type) {
+                touched.retire.push((entity_type.to_owned(), id));
+            }
+            return Ok(());
+        }
+        "revive" => {
+            touched.refetch(schema, entity_type, id);
+            return Ok(());
+        }
+        _ => {}
+    }
+    touched.refetch(schema, entity_type, id);
+    // The other side of every link this write set or cleared.
+    if let Some(entity) = schema.types.get(entity_type) {
+        for (t, i) in stored_links(db, entity, id, &written).await? {
+            touched.refetch(schema, &t, i);
+        }
+    }
+    for field in &written {
+        if let Some(value) = result.get(field) {
+            touched.refetch_links(schema, value);
+        }
+    }
+    if method == "create"
+        && written.iter().any(|f| f == "task_template")
+        && result.get("task_template").is_some_and(|v| !v.is_null())
+        && schema.types.get("Task").is_some_and(|t| t.fields.contains_key("entity"))
+    {
+        touched.children.push(("Task".into(), "entity".into(), entity_type.to_owned(), id));
+    }
+    Ok(())
+}
+
+impl WriteBack {
+    async fn apply_touched(
+        upstream: &UpstreamClient,
+        writer: &DbWriterHandle,
+        schema: &CachedSchema,
+        touched: Touched,
+    ) -> Result<u64, WriteBackError> {
+        let mut ops = Vec::new();
+        let mut rows = 0u64;
+        for (entity_type, ids) in &touched.refetch {
+            let Some(entity) = schema.types.get(entity_type) else { continue };
+            let ids: Vec<i64> = ids.iter().copied().collect();
+            let fetched = fetch_by_ids(upstream, entity, &ids).await?;
+            rows += fetched.len() as u64;
+            push_upserts(&mut ops, entity_type, fetched);
+        }
+        for (child_type, field, parent_type, parent_id) in &touched.children {
+            let Some(entity) = schema.types.get(child_type) else { continue };
+            let filter = and_filter(vec![json!({"path": field, "relation": "is",
+                                                "values": [{"type": parent_type, "id": parent_id}]})]);
+            let results = upstream.call("read", Some(read_args(entity, filter, false, 500, 1))).await?;
+            let records = entities_of(&results)?;
+            rows += records.len() as u64;
+            push_upserts(&mut ops, child_type, records.into_iter().map(|r| (r, true)).collect());
+        }
+        for (entity_type, id) in touched.retire {
+            ops.push(WriteOp::SetActive { entity_type, id, active: false, event_id: None });
+            rows += 1;
+        }
+        if !ops.is_empty() {
+            writer.apply(Apply { ops, checkpoint: None }).await?;
+        }
+        Ok(rows)
+    }
+}
+
+fn push_upserts(ops: &mut Vec<WriteOp>, entity_type: &str, fetched: Vec<(Map<String, Json>, bool)>) {
+    for active in [true, false] {
+        let records: Vec<_> = fetched.iter().filter(|(_, a)| *a == active).map(|(r, _)| r.clone()).collect();
+        if !records.is_empty() {
+            ops.push(WriteOp::Upsert {
+                entity_type: entity_type.to_owned(),
+                records,
+                mode: UpsertMode::Full,
+                active: Some(active),
+                event_id: None,
+            });
+        }
+    }
+}
+
+impl Handler<AfterWrite> for WriteBack {
+    type Result = ResponseActFuture<Self, Result<u64, WriteBackError>>;
+
+    fn handle(&mut self, msg: AfterWrite, _ctx: &mut Self::Context) -> Self::Result {
+        let upstream = self.upstream.clone();
+        let writer = self.writer.clone();
+        let reader = self.reader.clone();
+        let schema = self.cache.view().schema;
+        let fut = async move {
+            let mut touched = Touched::default();
+            if msg.method == "batch" {
+                let (Some(items), Some(results)) = (msg.args.as_array(), msg.results.as_array()) else {
+                    return Ok(0);
+                };
+                for (item, result) in items.iter().zip(results) {
+                    let kind = item.get("request_type").and_then(Json::as_str).unwrap_or_default();
+                    touched_by_item(&reader, &schema, kind, item, result, &mut touched).await?;
+                }
+            } else {
+                let result = match &msg.results {
+                    // `create` may answer a one-element list.
+                    Json::Array(list) if list.len() == 1 => list[0].clone(),
+                    other => other.clone(),
+                };
+                touched_by_item(&reader, &schema, &msg.method, &msg.args, &result, &mut touched).await?;
+            }
+            WriteBack::apply_touched(&upstream, &writer, &schema, touched).await
+        };
+        Box::pin(fut.into_actor(self).map(|result, act, _| {
+            use std::sync::atomic::Ordering::Relaxed;
+            act.stats.writes.fetch_add(1, Relaxed);
+            match &result {
+                Ok(rows) => {
+                    act.stats.actor.handled();
+                    act.stats.rows_refreshed.fetch_add(*rows, Relaxed);
+                }
+                Err(e) => {
+                    warn!(error = %e, "write-back failed");
+                    act.stats.actor.error(e);
+                }
+            }
+            result
+        }))
+    }
+}
+
+impl Handler<AfterRead> for WriteBack {
+    type Result = ResponseActFuture<Self, Result<u64, WriteBackError>>;
+
+    fn handle(&mut self, msg: AfterRead, _ctx: &mut Self::Context) -> Self::Result {
+        let upstream = self.upstream.clone();
+        let writer = self.writer.clone();
+        let schema = self.cache.view().schema;
+        let fut = async move {
+            let Some(entity) = schema.types.get(&msg.entity_type) else { return Ok(0) };
+            let records = entities_of(&msg.results)?;
+            // Partial records can only be ordered by their `updated_at`.
+            let partial: Vec<Map<String, Json>> = records
+                .iter()
+                .filter(|r| r.get("updated_at").is_some_and(|v| !v.is_null()))
+                .cloned()
+                .collect();
+            if partial.is_empty() {
+                return Ok(0);
+            }
+            let op = WriteOp::Upsert {
+                entity_type: msg.entity_type.clone(),
+                records: partial,
+                mode: UpsertMode::UpdateOnly,
+                active: None,
+                event_id: None,
+            };
+            let outcome = writer.apply(Apply { ops: vec![op], checkpoint: None }).await?;
+            let mut rows = outcome.rows_written;
+            // Rows the cache does not have: read them whole.
+            let missing: Vec<i64> = outcome.missing.iter().map(|(_, id)| *id).collect();
+            if !missing.is_empty() {
+                let fetched = fetch_by_ids(&upstream, entity, &missing).await?;
+                rows += fetched.len() as u64;
+                let mut ops = Vec::new();
+                push_upserts(&mut ops, &msg.entity_type, fetched);
+                writer.apply(Apply { ops, checkpoint: None }).await?;
+            }
+            Ok(rows)
+        };
+        Box::pin(fut.into_actor(self).map(|result, act, _| {
+            use std::sync::atomic::Ordering::Relaxed;
+            act.stats.reads.fetch_add(1, Relaxed);
+            match &result {
+                Ok(rows) => {
+                    act.stats.actor.handled();
+                    act.stats.rows_refreshed.fetch_add(*rows, Relaxed);
+                }
+                Err(e) => act.stats.actor.error(e),
+            }
+            result
+        }))
+    }
+}

@@ -1,0 +1,791 @@
+//! Filter trees → SQL predicates.
+//!
+//! Semantics (§5.5): every leaf is evaluated as "some value reached through the path satisfies
+//! the positive relation"; a negated relation (`is_not`, `not_in`, `not_contains`, ...) is the
+//! complement of the whole existential, so it includes NULLs, empty lists, and rows whose link
+//! points at another type. Deep paths become nested `EXISTS` subqueries (only active target rows
+//! count); a path that reaches no row at all yields one NULL value. Text comparisons are
+//! case-insensitive (`LOWER(x) = LOWER(?)`, `LOWER(x) LIKE LOWER(?) ESCAPE '\'`) on both backends;
+//! `list`/`status_list` values compare exactly. Time relations use UTC: `in_last`/`in_next` are
+//! rolling windows from now (HOUR, DAY, WEEK = 7 days, MONTH = 30 days, YEAR = 365 days, bounds
+//! included), `in_calendar_*` are calendar periods with weeks starting on Monday; a date counts
+//! as its midnight UTC.
+use std::cell::Cell;
+
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
+use serde_json::Value as Json;
+
+use super::PassReason;
+use super::paths::{Hop, NameTarget, PathError, Resolved, Schemas};
+use super::sql::{Dialect, Sql, col, ident};
+use crate::api3::filters::{FilterNode, LogicalOp};
+use crate::error::ApiError;
+use crate::schema::{CachedEntity, CachedField, ColumnLayout, FieldKind};
+
+/// Why a read cannot be compiled.
+#[derive(Debug)]
+pub enum PlanError {
+    Fault(ApiError),
+    Pass(PassReason),
+}
+
+impl From<PassReason> for PlanError {
+    fn from(r: PassReason) -> PlanError {
+        PlanError::Pass(r)
+    }
+}
+
+/// Shared state of one compilation: schemas, the dialect, fresh aliases and "now".
+pub struct Compiler<'a> {
+    pub schemas: Schemas<'a>,
+    pub dialect: Dialect,
+    pub now: DateTime<Utc>,
+    aliases: Cell<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rel {
+    Is,
+    In,
+    LessThan,
+    GreaterThan,
+    Between,
+    Contains,
+    StartsWith,
+    EndsWith,
+    TypeIs,
+    NameIs,
+    NameContains,
+    NameStartsWith,
+    NameEndsWith,
+    InLast,
+    InNext,
+    InCalendar(CalUnit),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CalUnit {
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+fn parse_rel(s: &str) -> Option<(Rel, bool)> {
+    use Rel::*;
+    Some(match s {
+        "is" => (Is, false),
+        "is_not" => (Is, true),
+        "in" => (In, false),
+        "not_in" => (In, true),
+        "less_than" => (LessThan, false),
+        "greater_than" => (GreaterThan, false),
+        "between" => (Between, false),
+        "not_between" => (Between, true),
+        "contains" => (Contains, false),
+        "not_contains" => (Contains, true),
+        "starts_with" => (StartsWith, false),
+        "ends_with" => (EndsWith, false),
+        "type_is" => (TypeIs, false),
+        "type_is_not" => (TypeIs, true),
+        "name_is" => (NameIs, false),
+        "name_contains" => (NameContains, false),
+        "name_not_contains" => (NameContains, true),
+        "name_starts_with" => (NameStartsWith, false),
+        "name_ends_with" => (NameEndsWith, false),
+        "in_last" => (InLast, false),
+        "not_in_last" => (InLast, true),
+        "in_next" => (InNext, false),
+        "not_in_next" => (InNext, true),
+        "in_calendar_day" => (InCalendar(CalUnit::Day), false),
+        "in_calendar_week" => (InCalendar(CalUnit::Week), false),
+        "in_calendar_month" => (InCalendar(CalUnit::Month), false),
+        "in_calendar_year" => (InCalendar(CalUnit::Year), false),
+        _ => return None,
+    })
+}
+
+/// Text kinds compared case-insensitively.
+pub fn case_insensitive(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Text
+            | FieldKind::Color
+            | FieldKind::EntityType
+            | FieldKind::Uuid
+            | FieldKind::Footage
+            | FieldKind::SystemTaskType
+    )
+}
+
+fn is_int_kind(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Number | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode
+    )
+}
+
+/// The relations served locally for each kind (§5.4); everything else is passed through.
+fn allowed(kind: FieldKind, rel: Rel, negate: bool) -> bool {
+    use Rel::*;
+    match kind {
+        k if case_insensitive(k) => {
+            matches!(rel, Is | In | Contains | StartsWith | EndsWith)
+        }
+        FieldKind::List | FieldKind::StatusList => matches!(rel, Is | In),
+        FieldKind::Number | FieldKind::Currency => {
+            matches!(rel, Is | In | LessThan | GreaterThan | Between)
+        }
+        FieldKind::Float | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode => {
+            matches!(rel, Is | In | LessThan | GreaterThan) || (rel == Between && !negate)
+        }
+        FieldKind::Date | FieldKind::DateTime => {
+            matches!(
+                rel,
+                Is | In | LessThan | GreaterThan | InLast | InNext | InCalendar(_)
+            ) || (rel == Between && !negate)
+        }
+        FieldKind::Checkbox => rel == Is,
+        FieldKind::Entity | FieldKind::MultiEntity => matches!(
+            rel,
+            Is | In | TypeIs | NameIs | NameContains | NameStartsWith | NameEndsWith
+        ),
+        _ => false,
+    }
+}
+
+/// A Ruby-hash rendering of a condition, as the site prints it in faults.
+pub fn ruby_dump(path: &str, relation: &str, values: &[Json]) -> String {
+    format!(
+        "{{\"path\"=>{}, \"relation\"=>{}, \"values\"=>{}}}",
+        Json::String(path.to_owned()),
+        Json::String(relation.to_owned()),
+        Json::Array(values.to_vec())
+    )
+}
+
+fn unsupported_value(what: &str) -> PlanError {
+    PlanError::Pass(PassReason::UnsupportedFeature(format!(
+        "filter value {what}"
+    )))
+}
+
+/// `%`, `_` and `\` escaped for `LIKE ... ESCAPE '\'`.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn is_date(s: &str) -> bool {
+    s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+}
+
+fn fmt_date(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// A link value `{type, id, ...}`.
+fn as_link(v: &Json) -> Option<(String, i64)> {
+    let o = v.as_object()?;
+    Some((o.get("type")?.as_str()?.to_owned(), o.get("id")?.as_i64()?))
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(schemas: Schemas<'a>, dialect: Dialect, now: DateTime<Utc>) -> Compiler<'a> {
+        Compiler {
+            schemas,
+            dialect,
+            now,
+            aliases: Cell::new(0),
+        }
+    }
+
+    /// A fresh table alias.
+    pub fn alias(&self, prefix: &str) -> String {
+        let n = self.aliases.get() + 1;
+        self.aliases.set(n);
+        format!("{prefix}{n}")
+    }
+
+    /// The display name of a link stored as (`type_expr`, `id_expr`), `NULL` if unknown.
+    pub fn name_expr(&self, targets: &[NameTarget], type_expr: &str, id_expr: &str) -> Sql {
+        if targets.is_empty() {
+            return Sql::raw("CAST(NULL AS TEXT)");
+        }
+        let mut s = Sql::raw("CASE");
+        for t in targets {
+            let n = self.alias("n");
+            s = s
+                .text(format!(" WHEN {type_expr} = "))
+                .bind(t.entity_type.clone())
+                .text(format!(
+                    " THEN (SELECT {} FROM {} {n} WHERE {n}.\"id\" = {id_expr})",
+                    col(&n, &t.column),
+                    ident(&t.table)
+                ));
+        }
+        s.text(" ELSE CAST(NULL AS TEXT) END")
+    }
+
+    /// The predicate for a whole filter tree on rows of `root` aliased `alias`.
+    pub fn predicate(
+        &self,
+        node: &FilterNode,
+        root: &'a CachedEntity,
+        alias: &str,
+    ) -> Result<Sql, PlanError> {
+        match node {
+            FilterNode::Group { op, conditions } => {
+                let parts = conditions
+                    .iter()
+                    .map(|c| self.predicate(c, root, alias))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(match op {
+                    LogicalOp::And => Sql::join(parts, " AND ", "TRUE"),
+                    LogicalOp::Or => Sql::join(parts, " OR ", "FALSE"),
+                })
+            }
+            FilterNode::Condition {
+                path,
+                relation,
+                values,
+            } => self.leaf(root, alias, path, relation, values),
+        }
+    }
+
+    fn leaf(
+        &self,
+        root: &'a CachedEntity,
+        alias: &str,
+        path: &str,
+        relation: &str,
+        values: &[Json],
+    ) -> Result<Sql, PlanError> {
+        if path.starts_with("$FROM$") {
+            return Err(PassReason::UnsupportedFeature("$FROM$ filter paths".into()).into());
+        }
+        let resolved = match self.schemas.resolve(root, path) {
+            Ok(r) => r,
+            Err(PathError::Missing(name)) => {
+                return Err(PlanError::Fault(ApiError::bad_request(format!(
+                    "API read() {name} doesn't exist: {}",
+                    ruby_dump(path, relation, values)
+                ))));
+            }
+            Err(PathError::Pass(r)) => return Err(r.into()),
+        };
+        let Some((rel, negate)) = parse_rel(relation) else {
+            return Err(PassReason::UnsupportedRelation(relation.to_owned()).into());
+        };
+        let field = resolved.field;
+        if !allowed(field.kind, rel, negate) {
+            return Err(PassReason::UnsupportedRelation(format!(
+                "{relation} on {}",
+                field.data_type
+            ))
+            .into());
+        }
+        let null_matches = match rel {
+            Rel::Is => values.first().is_some_and(Json::is_null),
+            Rel::In => values.iter().any(Json::is_null),
+            Rel::TypeIs => values.first().is_some_and(Json::is_null),
+            _ => false,
+        };
+        let positive = self.chain(&resolved, &resolved.hops, alias, rel, values, null_matches)?;
+        Ok(if negate {
+            Sql::raw("NOT COALESCE(").push(positive).text(", FALSE)")
+        } else {
+            positive
+        })
+    }
+
+    /// Positive predicate through the remaining `hops` from `alias`.
+    fn chain(
+        &self,
+        r: &Resolved<'a>,
+        hops: &[Hop<'a>],
+        alias: &str,
+        rel: Rel,
+        values: &[Json],
+        null_matches: bool,
+    ) -> Result<Sql, PlanError> {
+        let Some((hop, rest)) = hops.split_first() else {
+            return self.field_predicate(r.field, alias, rel, values);
+        };
+        let inner_alias = self.alias("t");
+        // Only the whole chain reaching nothing yields the NULL candidate.
+        let inner = self.chain(r, rest, &inner_alias, rel, values, false)?;
+        let exists = |pred: Sql| self.hop_exists(hop, alias, &inner_alias, pred);
+        if !null_matches {
+            return Ok(exists(inner));
+        }
+        // A path that reaches no row yields a single NULL, which this relation accepts.
+        let any = self.chain_reaches(hops, alias);
+        Ok(exists(inner).paren().text(" OR NOT ").push(any.paren()))
+    }
+
+    /// `EXISTS` over the full chain with no condition at the end.
+    fn chain_reaches(&self, hops: &[Hop<'a>], alias: &str) -> Sql {
+        let Some((hop, rest)) = hops.split_first() else {
+            return Sql::raw("TRUE");
+        };
+        let inner_alias = self.alias("t");
+        let inner = self.chain_reaches(rest, &inner_alias);
+        self.hop_exists(hop, alias, &inner_alias, inner)
+    }
+
+    /// `EXISTS (SELECT 1 FROM target b ... WHERE <link from a to b> AND b active AND pred)`.
+    fn hop_exists(&self, hop: &Hop<'a>, from: &str, to: &str, pred: Sql) -> Sql {
+        let target = hop.target;
+        match &hop.field.layout {
+            ColumnLayout::Entity {
+                type_column,
+                id_column,
+            } => Sql::raw(format!(
+                "EXISTS (SELECT 1 FROM {} {to} WHERE {}.\"id\" = {} AND {} = ",
+                ident(&target.table),
+                to,
+                col(from, id_column),
+                col(from, type_column)
+            ))
+            .bind(target.name.clone())
+            .text(format!(" AND {}.\"_active\" = ", to))
+            .bind(true)
+            .text(" AND ")
+            .push(pred.paren())
+            .text(")"),
+            ColumnLayout::MultiEntity { table } => {
+                let m = self.alias("m");
+                Sql::raw(format!(
+                    "EXISTS (SELECT 1 FROM {} {m} JOIN {} {to} ON {to}.\"id\" = {m}.\"child_id\" \
+                     WHERE {m}.\"parent_id\" = {from}.\"id\" AND {m}.\"child_type\" = ",
+                    ident(table),
+                    ident(&target.table),
+                ))
+                .bind(target.name.clone())
+                .text(format!(" AND {to}.\"_active\" = "))
+                .bind(true)
+                .text(" AND ")
+                .push(pred.paren())
+                .text(")")
+            }
+            // Paths only hop through link fields.
+            ColumnLayout::Scalar { .. } => Sql::raw("FALSE"),
+        }
+    }
+
+    /// The positive relation on `field` of the row aliased `alias`.
+    fn field_predicate(
+        &self,
+        field: &CachedField,
+        alias: &str,
+        rel: Rel,
+        values: &[Json],
+    ) -> Result<Sql, PlanError> {
+        match &field.layout {
+            ColumnLayout::Scalar { column, .. } => {
+                self.scalar_predicate(field.kind, &col(alias, column), rel, values)
+            }
+            ColumnLayout::Entity {
+                type_column,
+                id_column,
+            } => self.link_predicate(
+                field,
+                &col(alias, type_column),
+                &col(alias, id_column),
+                rel,
+                values,
+            ),
+            ColumnLayout::MultiEntity { table } => {
+                let m = self.alias("m");
+                let exists = |p: Sql| {
+                    Sql::raw(format!(
+                        "EXISTS (SELECT 1 FROM {} {m} WHERE {m}.\"parent_id\" = {alias}.\"id\" AND ",
+                        ident(table)
+                    ))
+                    .push(p.paren())
+                    .text(")")
+                };
+                let tcol = format!("{m}.\"child_type\"");
+                let icol = format!("{m}.\"child_id\"");
+                let empty = || Sql::raw("NOT ").push(exists(Sql::raw("TRUE")));
+                match rel {
+                    Rel::Is | Rel::In => {
+                        let targets = if rel == Rel::Is {
+                            &values[..values.len().min(1)]
+                        } else {
+                            values
+                        };
+                        if rel == Rel::Is && targets.is_empty() {
+                            return Err(unsupported_value("missing"));
+                        }
+                        let mut parts = Vec::new();
+                        let mut links = Vec::new();
+                        for v in targets {
+                            if v.is_null() {
+                                parts.push(empty());
+                            } else {
+                                links.push(self.link_eq(&tcol, &icol, v)?);
+                            }
+                        }
+                        if !links.is_empty() {
+                            parts.push(exists(Sql::join(links, " OR ", "FALSE")));
+                        }
+                        Ok(Sql::join(parts, " OR ", "FALSE"))
+                    }
+                    Rel::TypeIs => match values.first() {
+                        Some(Json::Null) => Ok(empty()),
+                        Some(Json::String(t)) => {
+                            Ok(exists(Sql::raw(format!("{tcol} = ")).bind(t.clone())))
+                        }
+                        _ => Err(unsupported_value("for type_is")),
+                    },
+                    _ => {
+                        let targets = self.schemas.name_targets(field)?;
+                        let name = self.name_expr(&targets, &tcol, &icol);
+                        Ok(exists(self.text_match(name, rel, values)?))
+                    }
+                }
+            }
+        }
+    }
+
+    fn link_eq(&self, tcol: &str, icol: &str, v: &Json) -> Result<Sql, PlanError> {
+        let (t, id) =
+            as_link(v).ok_or_else(|| unsupported_value("that is not a {type, id} link"))?;
+        Ok(Sql::raw(format!("{tcol} = "))
+            .bind(t)
+            .text(format!(" AND {icol} = "))
+            .bind(id))
+    }
+
+    fn link_predicate(
+        &self,
+        field: &CachedField,
+        tcol: &str,
+        icol: &str,
+        rel: Rel,
+        values: &[Json],
+    ) -> Result<Sql, PlanError> {
+        match rel {
+            Rel::Is | Rel::In => {
+                let targets = if rel == Rel::Is {
+                    &values[..values.len().min(1)]
+                } else {
+                    values
+                };
+                if rel == Rel::Is && targets.is_empty() {
+                    return Err(unsupported_value("missing"));
+                }
+                let parts = targets
+                    .iter()
+                    .map(|v| {
+                        if v.is_null() {
+                            Ok(Sql::raw(format!("{icol} IS NULL")))
+                        } else {
+                            self.link_eq(tcol, icol, v)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Sql::join(parts, " OR ", "FALSE"))
+            }
+            Rel::TypeIs => match values.first() {
+                Some(Json::Null) => Ok(Sql::raw(format!("{tcol} IS NULL"))),
+                Some(Json::String(t)) => Ok(Sql::raw(format!("{tcol} = ")).bind(t.clone())),
+                _ => Err(unsupported_value("for type_is")),
+            },
+            _ => {
+                let targets = self.schemas.name_targets(field)?;
+                let name = self.name_expr(&targets, tcol, icol);
+                self.text_match(name, rel, values)
+            }
+        }
+    }
+
+    /// Case-insensitive `name_*` / `contains` family on a text expression.
+    fn text_match(&self, expr: Sql, rel: Rel, values: &[Json]) -> Result<Sql, PlanError> {
+        let Some(Json::String(needle)) = values.first() else {
+            return Err(unsupported_value("that is not a string"));
+        };
+        let lower = || Sql::raw("LOWER(").push(expr.clone()).text(")");
+        let like = |pattern: String| {
+            lower()
+                .text(" LIKE LOWER(")
+                .bind(pattern)
+                .text(") ESCAPE '\\'")
+        };
+        let e = like_escape(needle);
+        Ok(match rel {
+            Rel::NameIs => lower().text(" = LOWER(").bind(needle.clone()).text(")"),
+            Rel::Contains | Rel::NameContains => like(format!("%{e}%")),
+            Rel::StartsWith | Rel::NameStartsWith => like(format!("{e}%")),
+            Rel::EndsWith | Rel::NameEndsWith => like(format!("%{e}")),
+            _ => return Err(unsupported_value("for this relation")),
+        })
+    }
+
+    /// A bind value of `kind` from a (non-null) filter value.
+    fn scalar_bind(&self, kind: FieldKind, v: &Json) -> Result<sea_orm::Value, PlanError> {
+        let bad = || unsupported_value(&format!("{v} for a {} field", kind.data_type()));
+        Ok(match kind {
+            k if is_int_kind(k) => match (v.as_i64(), v.as_f64()) {
+                (Some(i), _) => sea_orm::Value::BigInt(Some(i)),
+                (None, Some(f)) if v.is_number() => sea_orm::Value::Double(Some(f)),
+                _ => return Err(bad()),
+            },
+            FieldKind::Float | FieldKind::Currency => {
+                sea_orm::Value::Double(Some(v.as_f64().filter(|_| v.is_number()).ok_or_else(bad)?))
+            }
+            FieldKind::Checkbox => sea_orm::Value::Bool(Some(v.as_bool().ok_or_else(bad)?)),
+            FieldKind::Date => {
+                let s = v.as_str().filter(|s| is_date(s)).ok_or_else(bad)?;
+                sea_orm::Value::String(Some(s.to_owned()))
+            }
+            FieldKind::DateTime => {
+                let s = v
+                    .as_str()
+                    .filter(|s| crate::time::parse(s).is_some())
+                    .ok_or_else(bad)?;
+                sea_orm::Value::String(Some(s.to_owned()))
+            }
+            _ => sea_orm::Value::String(Some(v.as_str().ok_or_else(bad)?.to_owned())),
+        })
+    }
+
+    /// `lhs OP rhs` with case folding for case-insensitive kinds.
+    fn compare(&self, kind: FieldKind, column: &str, op: &str, v: &Json) -> Result<Sql, PlanError> {
+        let b = self.scalar_bind(kind, v)?;
+        let ordered = op != "=";
+        let text = matches!(b, sea_orm::Value::String(_));
+        let (lhs, rhs) = if case_insensitive(kind) {
+            (
+                Sql::raw(format!("LOWER({column})")),
+                Sql::raw("LOWER(").bind(b).text(")"),
+            )
+        } else {
+            (Sql::raw(column.to_owned()), Sql::param(b))
+        };
+        Ok(if ordered && text {
+            self.dialect
+                .bytewise(lhs)
+                .text(format!(" {op} "))
+                .push(self.dialect.bytewise(rhs))
+        } else {
+            lhs.text(format!(" {op} ")).push(rhs)
+        })
+    }
+
+    fn range(&self, column: &str, lo: String, hi: String, hi_inclusive: bool) -> Sql {
+        let d = self.dialect;
+        d.bytewise(Sql::raw(column.to_owned()))
+            .text(" >= ")
+            .push(d.bytewise(Sql::param(lo)))
+            .text(" AND ")
+            .push(d.bytewise(Sql::raw(column.to_owned())))
+            .text(if hi_inclusive { " <= " } else { " < " })
+            .push(d.bytewise(Sql::param(hi)))
+    }
+
+    fn scalar_predicate(
+        &self,
+        kind: FieldKind,
+        column: &str,
+        rel: Rel,
+        values: &[Json],
+    ) -> Result<Sql, PlanError> {
+        let first = values.first();
+        match rel {
+            Rel::Is | Rel::In => {
+                let targets = if rel == Rel::Is {
+                    &values[..values.len().min(1)]
+                } else {
+                    values
+                };
+                if rel == Rel::Is && targets.is_empty() {
+                    return Err(unsupported_value("missing"));
+                }
+                let parts = targets
+                    .iter()
+                    .map(|v| {
+                        if v.is_null() {
+                            if kind == FieldKind::Checkbox {
+                                return Err(unsupported_value("null for a checkbox"));
+                            }
+                            Ok(Sql::raw(format!("{column} IS NULL")))
+                        } else {
+                            self.compare(kind, column, "=", v)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Sql::join(parts, " OR ", "FALSE"))
+            }
+            Rel::LessThan | Rel::GreaterThan => match first {
+                None => Err(unsupported_value("missing")),
+                Some(Json::Null) => Ok(Sql::raw("FALSE")),
+                Some(v) => self.compare(
+                    kind,
+                    column,
+                    if rel == Rel::LessThan { "<" } else { ">" },
+                    v,
+                ),
+            },
+            Rel::Between => {
+                let (Some(lo), Some(hi)) = (values.first(), values.get(1)) else {
+                    return Err(unsupported_value("between needs two bounds"));
+                };
+                let mut parts = vec![Sql::raw(format!("{column} IS NOT NULL"))];
+                if !lo.is_null() {
+                    parts.push(self.compare(kind, column, ">=", lo)?);
+                }
+                if !hi.is_null() {
+                    parts.push(self.compare(kind, column, "<=", hi)?);
+                }
+                Ok(Sql::join(parts, " AND ", "TRUE"))
+            }
+            Rel::Contains | Rel::StartsWith | Rel::EndsWith => {
+                self.text_match(Sql::raw(column.to_owned()), rel, values)
+            }
+            Rel::InLast | Rel::InNext => {
+                let (Some(n), Some(unit)) = (
+                    first.and_then(Json::as_i64),
+                    values.get(1).and_then(Json::as_str),
+                ) else {
+                    return Err(unsupported_value(
+                        "for in_last/in_next: expected [int, unit]",
+                    ));
+                };
+                let d = match unit {
+                    "HOUR" => Duration::hours(n),
+                    "DAY" => Duration::days(n),
+                    "WEEK" => Duration::weeks(n),
+                    "MONTH" => Duration::days(30 * n),
+                    "YEAR" => Duration::days(365 * n),
+                    _ => return Err(unsupported_value("unit")),
+                };
+                let (from, to) = if rel == Rel::InLast {
+                    (self.now - d, self.now)
+                } else {
+                    (self.now, self.now + d)
+                };
+                Ok(self.time_window(kind, column, from, to, true))
+            }
+            Rel::InCalendar(unit) => {
+                let Some(off) = first.and_then(Json::as_i64) else {
+                    return Err(unsupported_value("for in_calendar_*: expected [int]"));
+                };
+                let (start, end) = calendar_period(self.now, unit, off)
+                    .ok_or_else(|| unsupported_value("calendar offset out of range"))?;
+                Ok(match kind {
+                    FieldKind::Date => self.range(column, fmt_date(start), fmt_date(end), false),
+                    _ => self.range(
+                        column,
+                        crate::time::format(
+                            start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+                        ),
+                        crate::time::format(end.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+                        false,
+                    ),
+                })
+            }
+            _ => Err(PassReason::UnsupportedRelation(format!("{rel:?}")).into()),
+        }
+    }
+
+    /// `from <= value <= to`; a date is its midnight UTC.
+    fn time_window(
+        &self,
+        kind: FieldKind,
+        column: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        _incl: bool,
+    ) -> Sql {
+        let (from, to) = if from <= to { (from, to) } else { (to, from) };
+        if kind == FieldKind::Date {
+            // Dates d with from <= midnight(d) <= to.
+            let mut lo = from.date_naive();
+            if lo.and_hms_opt(0, 0, 0).map(|t| t.and_utc()) < Some(from) {
+                lo = lo.succ_opt().unwrap_or(lo);
+            }
+            let hi = to.date_naive();
+            self.range(column, fmt_date(lo), fmt_date(hi), true)
+        } else {
+            self.range(
+                column,
+                crate::time::format(from),
+                crate::time::format(to),
+                true,
+            )
+        }
+    }
+}
+
+/// The UTC calendar period `off` periods from the one containing `now`: `[start, end)`.
+fn calendar_period(now: DateTime<Utc>, unit: CalUnit, off: i64) -> Option<(NaiveDate, NaiveDate)> {
+    let today = now.date_naive();
+    Some(match unit {
+        CalUnit::Day => {
+            let s = today.checked_add_signed(Duration::try_days(off)?)?;
+            (s, s.succ_opt()?)
+        }
+        CalUnit::Week => {
+            let monday = today - Duration::days(today.weekday().num_days_from_monday() as i64);
+            let s = monday.checked_add_signed(Duration::try_weeks(off)?)?;
+            (s, s.checked_add_signed(Duration::weeks(1))?)
+        }
+        CalUnit::Month => {
+            let first = today.with_day(1)?;
+            let s = if off >= 0 {
+                first.checked_add_months(Months::new(u32::try_from(off).ok()?))?
+            } else {
+                first.checked_sub_months(Months::new(u32::try_from(-off).ok()?))?
+            };
+            (s, s.checked_add_months(Months::new(1))?)
+        }
+        CalUnit::Year => {
+            let y = i32::try_from(today.year() as i64 + off).ok()?;
+            (
+                NaiveDate::from_ymd_opt(y, 1, 1)?,
+                NaiveDate::from_ymd_opt(y + 1, 1, 1)?,
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like() {
+        assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
+    }
+
+    #[test]
+    fn calendar_periods() {
+        let now = crate::time::parse("2024-03-06T12:00:00Z").unwrap(); // a Wednesday
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            calendar_period(now, CalUnit::Day, -1),
+            Some((d("2024-03-05"), d("2024-03-06")))
+        );
+        assert_eq!(
+            calendar_period(now, CalUnit::Week, 0),
+            Some((d("2024-03-04"), d("2024-03-11")))
+        );
+        assert_eq!(
+            calendar_period(now, CalUnit::Month, -3),
+            Some((d("2023-12-01"), d("2024-01-01")))
+        );
+        assert_eq!(
+            calendar_period(now, CalUnit::Year, 1),
+            Some((d("2025-01-01"), d("2026-01-01")))
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! The serve-or-pass decision and compilation of a read.
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::filters::{Compiler, PlanError, ruby_dump};
+use super::paths::Schemas;
+use super::select::{ROOT, build};
+use super::{CompiledRead, Decision, PassReason};
+use crate::api3::read::ReadRequest;
+use crate::error::ApiError;
+use crate::schema::{Backend, CachedSchema, SiteSchema};
+
+/// Decides whether `req` can be answered from the cache and compiles it for `backend`.
+///
+/// Errors only for requests the site would reject for sure: a filter on a field that does not
+/// exist on the site. Everything the cache cannot answer exactly is passed through.
+pub fn plan_read(
+    req: &ReadRequest,
+    cached: &CachedSchema,
+    site: &SiteSchema,
+    complete: &BTreeSet<String>,
+    backend: Backend,
+) -> Result<Decision, ApiError> {
+    plan_read_at(req, cached, site, complete, backend, Utc::now())
+}
+
+/// [`plan_read`] with an explicit "now" for time relations.
+pub fn plan_read_at(
+    req: &ReadRequest,
+    cached: &CachedSchema,
+    site: &SiteSchema,
+    complete: &BTreeSet<String>,
+    backend: Backend,
+    now: DateTime<Utc>,
+) -> Result<Decision, ApiError> {
+    let Some(root) = cached.entity(&req.entity_type) else {
+        return Ok(Decision::PassThrough(PassReason::UncachedType));
+    };
+    let schemas = Schemas {
+        cached,
+        site,
+        complete,
+    };
+    let c = Compiler::new(schemas, backend.into(), now);
+    // Compile the filter first so that a filter on a field the site lacks is an error even
+    // when the read would otherwise be passed through.
+    let filter = c.predicate(&req.filters, root, ROOT);
+    let filter = match filter {
+        Err(PlanError::Fault(e)) => return Err(e),
+        Err(PlanError::Pass(r)) => {
+            // Compilation stopped early: still report any path the site does not have.
+            for (path, relation, values) in req.filters.leaves() {
+                if path.starts_with("$FROM$") {
+                    continue;
+                }
+                if let Some(name) = schemas.site_missing(&root.name, path) {
+                    return Err(ApiError::bad_request(format!(
+                        "API read() {name} doesn't exist: {}",
+                        ruby_dump(path, relation, values)
+                    )));
+                }
+            }
+            Err(r)
+        }
+        Ok(f) => Ok(f),
+    };
+    if !complete.contains(&req.entity_type) {
+        return Ok(Decision::PassThrough(PassReason::IncompleteType));
+    }
+    if req.has_presets {
+        return Ok(Decision::PassThrough(PassReason::UnsupportedFeature(
+            "additional_filter_presets".into(),
+        )));
+    }
+    if !req.include_archived_projects {
+        return Ok(Decision::PassThrough(PassReason::UnsupportedFeature(
+            "include_archived_projects: false".into(),
+        )));
+    }
+    let filter = match filter {
+        Ok(f) => f,
+        Err(r) => return Ok(Decision::PassThrough(r)),
+    };
+    match build(&c, req, root, filter) {
+        Ok(b) => Ok(Decision::Local(CompiledRead {
+            entity_type: req.entity_type.clone(),
+            dialect: backend.into(),
+            page: b.page,
+            count: b.count,
+            fields: b.fields,
+            entities_per_page: req.entities_per_page,
+            current_page: req.current_page,
+        })),
+        Err(PlanError::Pass(r)) => Ok(Decision::PassThrough(r)),
+        Err(PlanError::Fault(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Dialect;
+    use crate::schema::selection::{SelectionRules, select};
+    use crate::schema::site::tests::fixture;
+    use serde_json::json;
+
+    fn setup() -> (CachedSchema, SiteSchema, BTreeSet<String>) {
+        let site = fixture();
+        let rules = SelectionRules {
+            include: [
+                "Project",
+                "Sequence",
+                "Shot",
+                "Asset",
+                "Task",
+                "Step",
+                "HumanUser",
+            ]
+            .map(String::from)
+            .to_vec(),
+            exclude: vec![],
+        };
+        let (cached, _) = select(&site, &rules).unwrap();
+        let complete = cached.types.keys().cloned().collect();
+        (cached, site, complete)
+    }
+
+    fn plan(args: serde_json::Value) -> Result<Decision, ApiError> {
+        plan_with(args, |_| {})
+    }
+
+    fn plan_with(
+        args: serde_json::Value,
+        tweak: impl FnOnce(&mut BTreeSet<String>),
+    ) -> Result<Decision, ApiError> {
+        let (cached, site, mut complete) = setup();
+        tweak(&mut complete);
+        let req = ReadRequest::parse(&args).unwrap();
+        let now = crate::time::parse("2024-03-06T12:00:00Z").unwrap();
+        plan_read_at(&req, &cached, &site, &complete, Backend::Sqlite, now)
+    }
+
+    fn pass(args: serde_json::Value) -> PassReason {
+        match plan(args.clone()).unwrap() {
+            Decision::PassThrough(r) => r,
+            Decision::Local(_) => panic!("expected a pass-through for {args}"),
+        }
+    }
+
+    fn local(args: serde_json::Value) -> CompiledRead {
+        match plan(args.clone()).unwrap() {
+            Decision::Local(c) => c,
+            Decision::PassThrough(r) => panic!("expected local for {args}, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn pass_reasons() {
+        assert_eq!(pass(json!({"type": "Version"})), PassReason::UncachedType);
+        assert_eq!(pass(json!({"type": "Nope"})), PassReason::UncachedType);
+        let d = plan_with(json!({"type": "Shot"}), |c| {
+            c.remove("Shot");
+        })
+        .unwrap();
+        assert!(matches!(
+            d,
+            Decision::PassThrough(PassReason::IncompleteType)
+        ));
+        // A hop into an incomplete type.
+        let d = plan_with(
+            json!({"type": "Shot", "filters": [["sg_sequence.Sequence.code", "is", "x"]]}),
+            |c| {
+                c.remove("Sequence");
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            d,
+            Decision::PassThrough(PassReason::IncompleteType)
+        ));
+        assert_eq!(
+            pass(json!({"type": "Shot", "return_fields": ["image"]})),
+            PassReason::UncachedField("Shot.image".into())
+        );
+        assert_eq!(
+            pass(json!({"type": "Shot", "filters": [["tag_list", "is", "x"]]})),
+            PassReason::UncachedField("Shot.tag_list".into())
+        );
+        assert_eq!(
+            pass(json!({"type": "Shot", "return_fields": ["created_by"]})),
+            PassReason::UncachedField("ApiUser.firstname".into())
+        );
+        assert_eq!(
+            pass(json!({"type": "Shot", "filters": [["code", "less_than", "x"]]})),
+            PassReason::UnsupportedRelation("less_than on text".into())
+        );
+        assert_eq!(
+            pass(json!({"type": "Shot", "filters": [["code", "frobnicates", "x"]]})),
+            PassReason::UnsupportedRelation("frobnicates".into())
+        );
+        for args in [
+            json!({"type": "Shot", "additional_filter_presets": [{"preset_name": "LATEST"}]}),
+            json!({"type": "Shot", "include_archived_projects": false}),
+            json!({"type": "Task", "filters": [["$FROM$EventLogEntry.entity.id", "is", 1]]}),
+            json!({"type": "Task", "return_fields": ["task_assignees.HumanUser.login"]}),
+            json!({"type": "Shot", "sorts": [{"field_name": "assets"}]}),
+            json!({"type": "Shot", "filters": [["sg_cut_in", "is", "ten"]]}),
+            json!({"type": "Task", "filters": [["milestone", "is", null]]}),
+        ] {
+            let r = pass(args.clone());
+            assert_eq!(r.label(), "unsupported_feature", "{args}: {r:?}");
+        }
+        assert_eq!(PassReason::UncachedType.label(), "uncached_type");
+        assert_eq!(PassReason::IncompleteType.label(), "incomplete_type");
+        assert_eq!(
+            PassReason::UncachedField("x".into()).label(),
+            "uncached_field"
+        );
+        assert_eq!(
+            PassReason::UnsupportedRelation("x".into()).label(),
+            "unsupported_relation"
+        );
+    }
+
+    #[test]
+    fn unknown_filter_field_is_a_fault() {
+        let e = plan(json!({"type": "Shot", "filters": [["foo", "is", 1]]})).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"API read() Shot.foo doesn't exist: {"path"=>"foo", "relation"=>"is", "values"=>[1]}"#
+        );
+        let e =
+            plan(json!({"type": "Task", "filters": [["entity.Shot.nope", "is", 1]]})).unwrap_err();
+        assert!(
+            e.message.starts_with("API read() Shot.nope doesn't exist"),
+            "{}",
+            e.message
+        );
+        // Even when an earlier condition would be passed through.
+        let e =
+            plan(json!({"type": "Shot", "filters": [["tag_list", "is", "x"], ["foo", "is", 1]]}))
+                .unwrap_err();
+        assert!(e.message.contains("Shot.foo doesn't exist"));
+        // Unknown return fields are just left out.
+        let c = local(
+            json!({"type": "Shot", "return_fields": ["code", "nope", "sg_sequence.Sequence.nope"]}),
+        );
+        assert_eq!(c.fields.len(), 1);
+    }
+
+    #[test]
+    fn golden_sql() {
+        let args = json!({"type": "Shot",
+            "filters": [["code", "contains", "a_b"], ["sg_sequence", "is_not", {"type": "Sequence", "id": 3}]],
+            "return_fields": ["code", "sg_sequence"],
+            "sorts": [{"field_name": "sg_cut_in", "direction": "desc"}],
+            "paging": {"entities_per_page": 10, "current_page": 2}});
+        let c = local(args.clone());
+        let (sqlite, values) = c.page.render(Dialect::Sqlite);
+        let expected = concat!(
+            "SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"code\" AS \"c0\", ",
+            "t0.\"sg_sequence__type\" AS \"c1_t\", t0.\"sg_sequence__id\" AS \"c1_i\", ",
+            "CASE WHEN t0.\"sg_sequence__type\" = ? THEN (SELECT n1.\"code\" FROM \"sequence\" n1 ",
+            "WHERE n1.\"id\" = t0.\"sg_sequence__id\") ELSE CAST(NULL AS TEXT) END AS \"c1_n\" ",
+            "FROM \"shot\" t0 WHERE t0.\"_active\" = ? AND ((LOWER(t0.\"code\") LIKE LOWER(?) ESCAPE '\\') ",
+            "AND (NOT COALESCE((t0.\"sg_sequence__type\" = ? AND t0.\"sg_sequence__id\" = ?), FALSE))) ",
+            "ORDER BY t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?"
+        );
+        assert_eq!(sqlite, expected);
+        assert_eq!(
+            values,
+            vec![
+                sea_orm::Value::from("Sequence"),
+                sea_orm::Value::from(true),
+                sea_orm::Value::from("%a\\_b%"),
+                sea_orm::Value::from("Sequence"),
+                sea_orm::Value::from(3i64),
+                sea_orm::Value::from(10i64),
+                sea_orm::Value::from(10i64),
+            ]
+        );
+        let (cached, site, complete) = setup();
+        let req = ReadRequest::parse(&args).unwrap();
+        let Decision::Local(pg) =
+            plan_read(&req, &cached, &site, &complete, Backend::Postgres).unwrap()
+        else {
+            panic!()
+        };
+        let (pg_sql, _) = pg.page.render(Dialect::Postgres);
+        let mut n = 0;
+        let numbered: String = expected
+            .split('?')
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part.to_owned()
+                } else {
+                    n += 1;
+                    format!("${n}{part}")
+                }
+            })
+            .collect();
+        assert_eq!(pg_sql, numbered);
+    }
+}

@@ -1,0 +1,288 @@
+//! Return fields, sorts and paging → the page SELECT and the COUNT.
+//!
+//! Row order: the requested sorts, then `id` ascending. NULLs sort first ascending and last
+//! descending on both backends (`NULLS FIRST`/`NULLS LAST` spelled out). Case-insensitive text
+//! kinds sort by `LOWER(value)`; links sort by their display name (case-insensitive), then id.
+use super::PassReason;
+use super::filters::{Compiler, PlanError, case_insensitive};
+use super::paths::{Hop, PathError, Resolved};
+use super::sql::{Sql, col, ident};
+use crate::api3::read::{ReadRequest, ReturnOnly};
+use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
+
+/// The alias of the queried table.
+pub const ROOT: &str = "t0";
+/// Column alias of the window count.
+pub const TOTAL: &str = "_total";
+/// Column alias of the row id.
+pub const ID: &str = "_id";
+
+/// How one return field is read back from the row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decode {
+    /// One column decoded by kind.
+    Scalar { kind: FieldKind, column: String },
+    /// `{type, id, name}` from three columns; null when the id is null.
+    Link {
+        type_column: String,
+        id_column: String,
+        name_column: String,
+    },
+    /// A JSON array of `[position, type, id, name]`.
+    Multi { column: String },
+}
+
+/// One key of the output entities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutField {
+    pub key: String,
+    pub decode: Decode,
+}
+
+/// The expression of `final_expr` evaluated at the end of entity `hops` from `alias`, as nested
+/// scalar subqueries (NULL when a link is null or points at another type).
+fn through(
+    c: &Compiler<'_>,
+    hops: &[Hop<'_>],
+    alias: &str,
+    final_expr: &dyn Fn(&str) -> Sql,
+) -> Sql {
+    let Some((hop, rest)) = hops.split_first() else {
+        return final_expr(alias);
+    };
+    let ColumnLayout::Entity {
+        type_column,
+        id_column,
+    } = &hop.field.layout
+    else {
+        return Sql::raw("NULL");
+    };
+    let b = c.alias("t");
+    Sql::raw("(SELECT ")
+        .push(through(c, rest, &b, final_expr))
+        .text(format!(
+            " FROM {} {b} WHERE {b}.\"id\" = {} AND {} = ",
+            ident(&hop.target.table),
+            col(alias, id_column),
+            col(alias, type_column)
+        ))
+        .bind(hop.target.name.clone())
+        .text(")")
+}
+
+/// Resolves a sort or return path for reading values; multi-entity hops are not supported.
+fn resolve_value_path<'a>(
+    c: &Compiler<'a>,
+    root: &'a CachedEntity,
+    path: &str,
+    what: &str,
+) -> Result<Option<Resolved<'a>>, PlanError> {
+    match c.schemas.resolve(root, path) {
+        Ok(r) => {
+            if r.through_multi_entity() {
+                return Err(PassReason::UnsupportedFeature(format!(
+                    "{what} through a multi_entity field ({path})"
+                ))
+                .into());
+            }
+            Ok(Some(r))
+        }
+        Err(PathError::Missing(_)) => Ok(None),
+        Err(PathError::Pass(r)) => Err(r.into()),
+    }
+}
+
+/// The compiled page and count statements plus the decoding plan.
+pub struct Built {
+    pub page: Sql,
+    pub count: Sql,
+    pub fields: Vec<OutField>,
+}
+
+pub fn build(
+    c: &Compiler<'_>,
+    req: &ReadRequest,
+    root: &CachedEntity,
+    filter: Sql,
+) -> Result<Built, PlanError> {
+    // Return fields.
+    let mut select = vec![
+        Sql::raw(format!("{ROOT}.\"id\" AS {}", ident(ID))),
+        Sql::raw(format!("COUNT(*) OVER () AS {}", ident(TOTAL))),
+    ];
+    let mut fields = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for key in &req.return_fields {
+        if key == "type" || key == "id" || !seen.insert(key.as_str()) {
+            continue;
+        }
+        // Unknown fields are left out, as the site does.
+        let Some(r) = resolve_value_path(c, root, key, "return field")? else {
+            continue;
+        };
+        let n = fields.len();
+        let decode =
+            match &r.field.layout {
+                ColumnLayout::Scalar { column, .. } => {
+                    let alias = format!("c{n}");
+                    let column = column.clone();
+                    select.push(
+                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, &column)))
+                            .text(format!(" AS {}", ident(&alias))),
+                    );
+                    Decode::Scalar {
+                        kind: r.field.kind,
+                        column: alias,
+                    }
+                }
+                ColumnLayout::Entity {
+                    type_column,
+                    id_column,
+                } => {
+                    let targets = c.schemas.name_targets(r.field)?;
+                    let (ta, ia, na) = (format!("c{n}_t"), format!("c{n}_i"), format!("c{n}_n"));
+                    select.push(
+                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, type_column)))
+                            .text(format!(" AS {}", ident(&ta))),
+                    );
+                    select.push(
+                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, id_column)))
+                            .text(format!(" AS {}", ident(&ia))),
+                    );
+                    select.push(
+                        through(c, &r.hops, ROOT, &|a| {
+                            c.name_expr(&targets, &col(a, type_column), &col(a, id_column))
+                        })
+                        .text(format!(" AS {}", ident(&na))),
+                    );
+                    Decode::Link {
+                        type_column: ta,
+                        id_column: ia,
+                        name_column: na,
+                    }
+                }
+                ColumnLayout::MultiEntity { table } => {
+                    if !r.hops.is_empty() {
+                        return Err(PassReason::UnsupportedFeature(format!(
+                            "deep multi_entity return field ({key})"
+                        ))
+                        .into());
+                    }
+                    let targets = c.schemas.name_targets(r.field)?;
+                    let m = c.alias("m");
+                    let (tcol, icol) = (format!("{m}.\"child_type\""), format!("{m}.\"child_id\""));
+                    let element = Sql::raw(format!(
+                        "{}({m}.\"position\", {tcol}, {icol}, ",
+                        c.dialect.json_array()
+                    ))
+                    .push(c.name_expr(&targets, &tcol, &icol))
+                    .text(")");
+                    let alias = format!("c{n}");
+                    select.push(Sql::raw("(SELECT ").push(c.dialect.json_agg(element)).text(
+                        format!(
+                            " FROM {} {m} WHERE {m}.\"parent_id\" = {ROOT}.\"id\") AS {}",
+                            ident(table),
+                            ident(&alias)
+                        ),
+                    ));
+                    Decode::Multi { column: alias }
+                }
+            };
+        fields.push(OutField {
+            key: key.clone(),
+            decode,
+        });
+    }
+
+    // Sorts.
+    let mut order = Vec::new();
+    for s in &req.sorts {
+        let Some(r) = resolve_value_path(c, root, &s.field, "sort")? else {
+            return Err(PassReason::UncachedField(format!("{}.{}", root.name, s.field)).into());
+        };
+        let dir = if s.descending {
+            " DESC NULLS LAST"
+        } else {
+            " ASC NULLS FIRST"
+        };
+        match &r.field.layout {
+            ColumnLayout::Scalar { column, .. } => {
+                let kind = r.field.kind;
+                let e = through(c, &r.hops, ROOT, &|a| {
+                    if case_insensitive(kind) {
+                        Sql::raw(format!("LOWER({})", col(a, column)))
+                    } else {
+                        Sql::raw(col(a, column))
+                    }
+                });
+                let text = matches!(
+                    r.field.layout,
+                    ColumnLayout::Scalar {
+                        sql: SqlType::Text,
+                        ..
+                    }
+                );
+                let e = if text { c.dialect.bytewise(e) } else { e };
+                order.push(e.text(dir));
+            }
+            ColumnLayout::Entity {
+                type_column,
+                id_column,
+            } => {
+                let targets = c.schemas.name_targets(r.field)?;
+                let name = through(c, &r.hops, ROOT, &|a| {
+                    Sql::raw("LOWER(")
+                        .push(c.name_expr(&targets, &col(a, type_column), &col(a, id_column)))
+                        .text(")")
+                });
+                let id = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, id_column)));
+                order.push(c.dialect.bytewise(name).text(dir));
+                order.push(id.text(dir));
+            }
+            ColumnLayout::MultiEntity { .. } => {
+                return Err(PassReason::UnsupportedFeature(format!(
+                    "sort on multi_entity field {}",
+                    s.field
+                ))
+                .into());
+            }
+        }
+    }
+    order.push(Sql::raw(format!("{ROOT}.\"id\" ASC")));
+
+    let from_where = Sql::raw(format!(
+        " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = ",
+        ident(&root.table)
+    ))
+    .bind(req.return_only == ReturnOnly::Active)
+    .text(" AND ")
+    .push(filter.paren());
+
+    let limit = i64::from(req.entities_per_page);
+    let offset = i64::from(req.current_page - 1) * limit;
+    let mut page = Sql::raw("SELECT ");
+    for (i, s) in select.into_iter().enumerate() {
+        if i > 0 {
+            page = page.text(", ");
+        }
+        page = page.push(s);
+    }
+    page = page.push(from_where.clone()).text(" ORDER BY ");
+    for (i, o) in order.into_iter().enumerate() {
+        if i > 0 {
+            page = page.text(", ");
+        }
+        page = page.push(o);
+    }
+    let page = page
+        .text(" LIMIT ")
+        .bind(limit)
+        .text(" OFFSET ")
+        .bind(offset);
+    let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where);
+    Ok(Built {
+        page,
+        count,
+        fields,
+    })
+}

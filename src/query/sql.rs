@@ -1,0 +1,196 @@
+//! A tiny SQL text builder: identifiers come only from the cached schema (and are quoted), every
+//! value is a bind parameter. Placeholders are numbered when the statement is rendered for a
+//! [`Dialect`], so fragments can be built in any order and concatenated.
+use sea_orm::{DbBackend, Statement, Value};
+
+use crate::schema::Backend;
+
+/// The per-backend differences the compiler needs, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl From<Backend> for Dialect {
+    fn from(b: Backend) -> Dialect {
+        match b {
+            Backend::Sqlite => Dialect::Sqlite,
+            Backend::Postgres => Dialect::Postgres,
+        }
+    }
+}
+
+impl Dialect {
+    pub fn db_backend(self) -> DbBackend {
+        match self {
+            Dialect::Sqlite => DbBackend::Sqlite,
+            Dialect::Postgres => DbBackend::Postgres,
+        }
+    }
+
+    /// A JSON array constructor.
+    pub fn json_array(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "json_array",
+            Dialect::Postgres => "json_build_array",
+        }
+    }
+
+    /// An aggregate of JSON values into one JSON array (`[]` when there are no rows; the
+    /// order is not relied upon: elements carry their own position).
+    pub fn json_agg(self, inner: Sql) -> Sql {
+        match self {
+            Dialect::Sqlite => Sql::raw("json_group_array(").push(inner).text(")"),
+            Dialect::Postgres => Sql::raw("COALESCE(json_agg(")
+                .push(inner)
+                .text("), '[]'::json)"),
+        }
+    }
+
+    /// `expr` under bytewise ordering: PostgreSQL's default collation is locale-aware, SQLite's
+    /// is BINARY, so ordered text comparisons and sorts say `COLLATE "C"` on PostgreSQL.
+    pub fn bytewise(self, expr: Sql) -> Sql {
+        match self {
+            Dialect::Sqlite => expr,
+            Dialect::Postgres => expr.text(" COLLATE \"C\""),
+        }
+    }
+
+    fn placeholder(self, n: usize, out: &mut String) {
+        match self {
+            Dialect::Sqlite => out.push('?'),
+            Dialect::Postgres => {
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    Param(Value),
+}
+
+/// A fragment of SQL with its bind values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sql {
+    pieces: Vec<Piece>,
+}
+
+/// A quoted identifier (`"name"`), `"` doubled. Callers pass schema names only.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `alias."column"`.
+pub fn col(alias: &str, column: &str) -> String {
+    format!("{alias}.{}", ident(column))
+}
+
+impl Sql {
+    pub fn new() -> Sql {
+        Sql::default()
+    }
+
+    /// A fragment of trusted SQL text (keywords, quoted schema identifiers, aliases).
+    pub fn raw(text: impl Into<String>) -> Sql {
+        Sql {
+            pieces: vec![Piece::Text(text.into())],
+        }
+    }
+
+    /// A single bind parameter.
+    pub fn param(v: impl Into<Value>) -> Sql {
+        Sql {
+            pieces: vec![Piece::Param(v.into())],
+        }
+    }
+
+    pub fn text(mut self, text: impl Into<String>) -> Sql {
+        self.pieces.push(Piece::Text(text.into()));
+        self
+    }
+
+    pub fn bind(mut self, v: impl Into<Value>) -> Sql {
+        self.pieces.push(Piece::Param(v.into()));
+        self
+    }
+
+    pub fn push(mut self, other: Sql) -> Sql {
+        self.pieces.extend(other.pieces);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// `(a) SEP (b) SEP ...`; `empty` when there are no parts.
+    pub fn join(parts: Vec<Sql>, sep: &str, empty: &str) -> Sql {
+        if parts.is_empty() {
+            return Sql::raw(empty);
+        }
+        let mut out = Sql::new();
+        for (i, p) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out = out.text(sep);
+            }
+            out = out.text("(").push(p).text(")");
+        }
+        out
+    }
+
+    /// `(self)`.
+    pub fn paren(self) -> Sql {
+        Sql::raw("(").push(self).text(")")
+    }
+
+    /// The SQL text and values for `dialect`.
+    pub fn render(&self, dialect: Dialect) -> (String, Vec<Value>) {
+        let mut text = String::new();
+        let mut values = Vec::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => text.push_str(t),
+                Piece::Param(v) => {
+                    values.push(v.clone());
+                    dialect.placeholder(values.len(), &mut text);
+                }
+            }
+        }
+        (text, values)
+    }
+
+    pub fn statement(&self, dialect: Dialect) -> Statement {
+        let (text, values) = self.render(dialect);
+        Statement::from_sql_and_values(dialect.db_backend(), text, values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_placeholders_per_dialect() {
+        let s = Sql::raw("SELECT 1 WHERE a = ")
+            .bind(1i64)
+            .text(" AND b = ")
+            .push(Sql::param("x"));
+        assert_eq!(
+            s.render(Dialect::Sqlite).0,
+            "SELECT 1 WHERE a = ? AND b = ?"
+        );
+        let (t, v) = s.render(Dialect::Postgres);
+        assert_eq!(t, "SELECT 1 WHERE a = $1 AND b = $2");
+        assert_eq!(v.len(), 2);
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(
+            Sql::join(vec![], " AND ", "TRUE").render(Dialect::Sqlite).0,
+            "TRUE"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The official Python client, unchanged, against sgcache in front of the mock site: every
+//! answer equals the site's, and the locally answered reads never reach the site.
+//!
+//! Needs `python3` with `shotgun_api3`: the test makes a venv under `tests/python/.venv` and
+//! installs `shotgun_api3` from PyPI on first use. Without Python or PyPI it is skipped loudly
+//! (and fails under CI=true, where both must be there).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sgcache::Daemon;
+
+use crate::support::{MockSite, TestDb, eventually, listener, test_config};
+
+const CLIENT_VERSION: &str = "shotgun_api3==3.10.3";
+
+fn venv_python() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv");
+    let python = root.join("bin/python");
+    let works = |p: &Path| Command::new(p).args(["-c", "import shotgun_api3"]).status().is_ok_and(|s| s.success());
+    if python.exists() && works(&python) {
+        return Some(python);
+    }
+    let made = Command::new("python3").args(["-m", "venv"]).arg(&root).status().is_ok_and(|s| s.success())
+        && Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", CLIENT_VERSION])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && works(&python) {
+        return Some(python);
+    }
+    assert!(std::env::var("CI").is_err(), "CI needs python3 with {CLIENT_VERSION}");
+    eprintln!("NOTE: python3 with {CLIENT_VERSION} is not available: Python client test SKIPPED");
+    None
+}
+
+fn run_client(python: &Path, base_url: &str, out: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_compat.py");
+    let output = Command::new(python)
+        .arg(script)
+        .args([base_url, "sgcache", "test-key"])
+        .arg(out)
+        .output()
+        .expect("run the Python client");
+    assert!(
+        output.status.success(),
+        "client against {base_url} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out).expect("client output")).expect("client JSON")
+}
+
+/// A site with 2,100 shots (over four 500-entity pages), links, tasks and retired rows.
+fn populate(site: &MockSite) {
+    let project = site.create("Project", json!({"name": "Demo"}))["id"].as_i64().expect("id");
+    let seqs = site.seed("Sequence", 5, |i| json!({"code": format!("sq{:02}", i + 1), "project": {"type": "Project", "id": project}}));
+    let assets = site.seed("Asset", 20, |i| json!({"code": format!("asset{i:02}"), "project": {"type": "Project", "id": project}}));
+    let users = site.seed("HumanUser", 3, |i| json!({"login": format!("user{i}"), "name": format!("User {i}")}));
+    let statuses = ["ip", "wtg", "fin"];
+    let shots = site.seed("Shot", 2100, |i| {
+        let mut shot = json!({
+            "code": if i % 3 == 0 { format!("SH{i:04}") } else { format!("sh{i:04}") },
+            "project": {"type": "Project", "id": project},
+            "sg_status_list": statuses[i % 3],
+            "sg_cut_in": (i * 7) % 500,
+            "assets": [{"type": "Asset", "id": assets[i % 20]}, {"type": "Asset", "id": assets[(i + 1) % 20]}],
+        });
+        if i % 10 != 0 {
+            shot["sg_sequence"] = json!({"type": "Sequence", "id": seqs[i % 5]});
+        }
+        shot
+    });
+    site.seed("Task", 300, |i| {
+        json!({
+            "content": format!("task{i}"),
+            "project": {"type": "Project", "id": project},
+            "entity": if i % 4 == 0 { json!({"type": "Asset", "id": assets[i % 20]}) } else { json!({"type": "Shot", "id": shots[i]}) },
+            "task_assignees": [{"type": "HumanUser", "id": users[i % 3]}],
+        })
+    });
+    for id in &shots[..5] {
+        site.delete("Shot", *id);
+    }
+}
+
+#[actix_web::test]
+async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local() {
+    let Some(python) = venv_python() else { return };
+    let site = MockSite::start();
+    populate(&site);
+    let test_db = TestDb::sqlite();
+    let mut config = test_config(&test_db, Some(&site));
+    config.schema.include = vec!["Project".into(), "Sequence".into(), "Shot".into(), "Asset".into(), "Task".into(), "HumanUser".into()];
+    let daemon = Daemon::start(config, listener()).await.expect("daemon");
+    let status_url = format!("{}/status", daemon.url());
+    eventually(Duration::from_secs(120), "every cached type primed", || {
+        let url = status_url.clone();
+        async move {
+            let mut r = awc::Client::default().get(&url).send().await.ok()?;
+            let status: Value = r.json().limit(1 << 20).await.ok()?;
+            (status["schema"]["complete_types"] == 6).then_some(())
+        }
+    })
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    site.clear_requests();
+    let via_cache = {
+        let python = python.clone();
+        let url = format!("{}/", daemon.url());
+        let out = dir.path().join("cache.json");
+        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out)).await.expect("join")
+    };
+    let reached_site: Vec<_> = site.requests().into_iter().map(|r| (r.method, r.entity_type)).collect();
+    let direct = {
+        let url = format!("{}/", site.url());
+        let out = dir.path().join("site.json");
+        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out)).await.expect("join")
+    };
+
+    for (call, expected) in direct.as_object().expect("object") {
+        assert_eq!(&via_cache[call], expected, "{call}: sgcache differs from the site");
+    }
+    assert_eq!(via_cache["find_all_paged"].as_array().map(Vec::len), Some(2095), "every active shot exactly once");
+    // Only the pass-through calls reached the site.
+    for (method, entity_type) in &reached_site {
+        // Pass-through calls, and the one-row credential check (a HumanUser read, §auth).
+        let allowed = method == "schema_field_read"
+            || (method == "read" && matches!(entity_type.as_deref(), Some("Version") | Some("HumanUser")));
+        assert!(allowed, "{method} {entity_type:?} should have been answered by sgcache: {reached_site:?}");
+    }
+    assert!(reached_site.iter().any(|(m, _)| m == "schema_field_read"), "pass-through reached the site");
+    let checks = reached_site.iter().filter(|(m, t)| m == "read" && t.as_deref() == Some("HumanUser")).count();
+    assert_eq!(checks, 1, "credentials are checked once: {reached_site:?}");
+    daemon.stop().await;
+}

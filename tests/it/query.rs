@@ -1,0 +1,1049 @@
+//! The read-query compiler on both backends: a small hand-made dataset written through the
+//! DbWriter, then a table of (type, filters) → expected ids, sorts, paging, retired rows and
+//! the exact JSON of return fields.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
+use sgcache::api3::read::ReadRequest;
+use sgcache::db::writer::{
+    Apply, DbWriterHandle, EntityStatePatch, UpsertMode, WriteOp, load_complete,
+};
+use sgcache::db::{self, Pools};
+use sgcache::query::plan::plan_read_at;
+use sgcache::query::{Decision, execute, plan_read};
+use sgcache::schema::{CachedSchema, SiteSchema};
+use sgcache::state::CacheState;
+
+use crate::support::{TestDb, databases, fixture_schema_config, test_config};
+
+const NOW: &str = "2024-03-06T12:00:00Z"; // a Wednesday
+
+struct Ctx {
+    pools: Pools,
+    site: Arc<SiteSchema>,
+    cached: CachedSchema,
+    complete: BTreeSet<String>,
+    _arbiter: actix::Arbiter,
+}
+
+fn rec(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+fn upsert(ty: &str, active: bool, records: Vec<Value>) -> WriteOp {
+    WriteOp::Upsert {
+        entity_type: ty.into(),
+        records: records.into_iter().map(rec).collect(),
+        mode: UpsertMode::Full,
+        active: Some(active),
+        event_id: None,
+    }
+}
+
+fn link(ty: &str, id: i64) -> Value {
+    json!({"type": ty, "id": id})
+}
+
+fn dataset() -> Vec<WriteOp> {
+    let u = "2024-03-06T00:00:00Z";
+    vec![
+        upsert(
+            "Project",
+            true,
+            vec![
+                json!({"type": "Project", "id": 1, "name": "Alpha", "updated_at": u}),
+                json!({"type": "Project", "id": 2, "name": "beta", "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "HumanUser",
+            true,
+            vec![
+                json!({"type": "HumanUser", "id": 1, "name": "Ann Lee", "login": "ann", "password_strength": 0.5, "file_access": true, "updated_at": u}),
+                json!({"type": "HumanUser", "id": 2, "name": "Bob", "login": "BOB", "password_strength": 1.25, "file_access": false, "updated_at": u}),
+                json!({"type": "HumanUser", "id": 3, "name": "Cy", "login": null, "password_strength": null, "file_access": false, "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Step",
+            true,
+            vec![
+                json!({"type": "Step", "id": 1, "code": "Anim", "entity_type": "Shot", "updated_at": u}),
+                json!({"type": "Step", "id": 2, "code": "Model", "entity_type": "Asset", "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Sequence",
+            true,
+            vec![
+                json!({"type": "Sequence", "id": 10, "code": "SQ01", "project": link("Project", 1), "updated_at": u}),
+                json!({"type": "Sequence", "id": 11, "code": "sq02", "project": link("Project", 1), "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Sequence",
+            false,
+            vec![
+                json!({"type": "Sequence", "id": 12, "code": "sq03", "project": link("Project", 2), "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Asset",
+            true,
+            vec![
+                json!({"type": "Asset", "id": 20, "code": "Tree", "updated_at": u}),
+                json!({"type": "Asset", "id": 21, "code": "rock", "updated_at": u}),
+                json!({"type": "Asset", "id": 22, "code": "Tree_2", "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Shot",
+            true,
+            vec![
+                json!({"type": "Shot", "id": 100, "code": "SH010", "sg_sequence": link("Sequence", 10), "sg_cut_in": 10,
+                   "sg_status_list": "ip", "assets": [link("Asset", 20), link("Asset", 21)], "description": "Hello World",
+                   "created_at": "2024-03-01T10:00:00Z", "project": link("Project", 1), "updated_at": u}),
+                json!({"type": "Shot", "id": 101, "code": "sh020", "sg_sequence": link("Sequence", 10), "sg_cut_in": 20,
+                   "sg_status_list": "fin", "assets": [link("Asset", 21)], "description": null,
+                   "created_at": "2024-03-05T00:00:00Z", "updated_at": u}),
+                json!({"type": "Shot", "id": 102, "code": "sh_030", "sg_sequence": link("Sequence", 11), "sg_cut_in": null,
+                   "sg_status_list": null, "assets": [], "description": "50% done",
+                   "created_at": "2024-03-06T11:00:00Z", "updated_at": u}),
+                json!({"type": "Shot", "id": 103, "code": "sh040", "sg_sequence": null, "sg_cut_in": 20,
+                   "sg_status_list": "ip", "assets": [link("Asset", 22), link("Asset", 20)], "description": "hello",
+                   "created_at": "2023-12-31T23:59:59Z", "updated_at": u}),
+                json!({"type": "Shot", "id": 104, "code": "SH050", "sg_sequence": link("Sequence", 12), "sg_cut_in": 5,
+                   "sg_status_list": "wtg", "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Shot",
+            false,
+            vec![
+                json!({"type": "Shot", "id": 105, "code": "sh060", "sg_sequence": link("Sequence", 10), "sg_cut_in": 30, "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Task",
+            true,
+            vec![
+                json!({"type": "Task", "id": 200, "content": "Anim", "entity": link("Shot", 100),
+                   "task_assignees": [link("HumanUser", 1), link("HumanUser", 2)], "due_date": "2024-03-06",
+                   "milestone": true, "duration": 60, "time_percent_of_est": 50, "color": "Blue",
+                   "step": link("Step", 1), "updated_at": u}),
+                json!({"type": "Task", "id": 201, "content": "comp", "entity": link("Shot", 101),
+                   "task_assignees": [link("HumanUser", 2)], "due_date": "2024-03-01", "milestone": false,
+                   "duration": null, "updated_at": u}),
+                json!({"type": "Task", "id": 202, "content": "Model", "entity": link("Asset", 20),
+                   "task_assignees": [], "due_date": null, "milestone": false, "duration": 30, "updated_at": u}),
+                json!({"type": "Task", "id": 203, "content": "layout", "entity": link("Sequence", 10),
+                   "task_assignees": [link("HumanUser", 3)], "due_date": "2024-02-20", "milestone": false, "updated_at": u}),
+                json!({"type": "Task", "id": 204, "content": "light", "entity": null,
+                   "task_assignees": [link("HumanUser", 1)], "due_date": "2024-03-10", "milestone": false, "updated_at": u}),
+                json!({"type": "Task", "id": 205, "content": "fx", "entity": link("Shot", 105),
+                   "task_assignees": [], "milestone": false, "updated_at": u}),
+            ],
+        ),
+        upsert(
+            "Task",
+            false,
+            vec![
+                json!({"type": "Task", "id": 206, "content": "old", "entity": link("Shot", 100), "milestone": false, "updated_at": u}),
+            ],
+        ),
+    ]
+}
+
+async fn setup(test_db: &TestDb) -> Ctx {
+    let mut config = test_config(test_db, None);
+    fixture_schema_config(&mut config);
+    let pools = db::connect(&config.database).await.expect("connect");
+    db::migrate(&pools).await.expect("migrate");
+    let (writer, arbiter) =
+        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
+    let src = fetch_schema(&config, None).await.expect("schema");
+    let applied = apply_schema(&src, &config, &pools, &writer)
+        .await
+        .expect("apply");
+    let mut ops = dataset();
+    for ty in applied.cached.types.keys() {
+        ops.push(WriteOp::EntityState {
+            entity_type: ty.clone(),
+            patch: EntityStatePatch {
+                complete: Some(true),
+                ..Default::default()
+            },
+        });
+    }
+    apply(&writer, ops).await;
+    let complete = load_complete(&pools.reader).await.expect("complete");
+    Ctx {
+        pools,
+        site: applied.site,
+        cached: applied.cached,
+        complete,
+        _arbiter: arbiter,
+    }
+}
+
+async fn apply(writer: &DbWriterHandle, ops: Vec<WriteOp>) {
+    writer
+        .apply(Apply {
+            ops,
+            checkpoint: None,
+        })
+        .await
+        .expect("apply");
+}
+
+async fn read(ctx: &Ctx, args: Value) -> Value {
+    let req = ReadRequest::parse(&args).expect("parse");
+    let now = sgcache::time::parse(NOW).unwrap();
+    let decision = plan_read_at(
+        &req,
+        &ctx.cached,
+        &ctx.site,
+        &ctx.complete,
+        ctx.pools.backend,
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{args}: {e}"));
+    let Decision::Local(compiled) = decision else {
+        panic!("{args}: passed through: {decision:?}");
+    };
+    execute(&compiled, &ctx.pools.reader)
+        .await
+        .unwrap_or_else(|e| panic!("{args}: {e}\n{:?}", compiled.page.render(compiled.dialect)))
+}
+
+fn ids(results: &Value) -> Vec<i64> {
+    results["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| e["id"].as_i64().expect("id"))
+        .collect()
+}
+
+fn link_n(ty: &str, id: i64, name: &str) -> Value {
+    json!({"type": ty, "id": id, "name": name})
+}
+
+/// (type, list-form filters, expected ids in id order).
+fn filter_cases() -> Vec<(&'static str, Value, Vec<i64>)> {
+    let seq10 = link("Sequence", 10);
+    vec![
+        // text
+        ("Shot", json!([["code", "is", "sh010"]]), vec![100]),
+        (
+            "Shot",
+            json!([["code", "is_not", "SH010"]]),
+            vec![101, 102, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["code", "in", ["SH020", "sh040", null]]]),
+            vec![101, 103],
+        ),
+        (
+            "Shot",
+            json!([["code", "not_in", ["SH020", "sh040"]]]),
+            vec![100, 102, 104],
+        ),
+        ("Shot", json!([["description", "is", null]]), vec![101, 104]),
+        (
+            "Shot",
+            json!([["description", "is_not", null]]),
+            vec![100, 102, 103],
+        ),
+        (
+            "Shot",
+            json!([["description", "in", ["hello", null]]]),
+            vec![101, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["description", "not_in", ["hello"]]]),
+            vec![100, 101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["description", "contains", "HELLO"]]),
+            vec![100, 103],
+        ),
+        (
+            "Shot",
+            json!([["description", "not_contains", "hello"]]),
+            vec![101, 102, 104],
+        ),
+        ("Shot", json!([["description", "contains", "%"]]), vec![102]),
+        ("Shot", json!([["code", "contains", "_"]]), vec![102]),
+        (
+            "Shot",
+            json!([["description", "starts_with", "hel"]]),
+            vec![100, 103],
+        ),
+        (
+            "Shot",
+            json!([["description", "ends_with", "WORLD"]]),
+            vec![100],
+        ),
+        ("Step", json!([["entity_type", "is", "shot"]]), vec![1]),
+        ("Task", json!([["color", "is", "blue"]]), vec![200]),
+        // number
+        ("Shot", json!([["sg_cut_in", "is", 20]]), vec![101, 103]),
+        (
+            "Shot",
+            json!([["sg_cut_in", "is_not", 20]]),
+            vec![100, 102, 104],
+        ),
+        ("Shot", json!([["sg_cut_in", "is", null]]), vec![102]),
+        (
+            "Shot",
+            json!([["sg_cut_in", "less_than", 20]]),
+            vec![100, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_cut_in", "greater_than", 10]]),
+            vec![101, 103],
+        ),
+        (
+            "Shot",
+            json!([["sg_cut_in", "between", [10, 20]]]),
+            vec![100, 101, 103],
+        ),
+        (
+            "Shot",
+            json!([["sg_cut_in", "not_between", [10, 20]]]),
+            vec![102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_cut_in", "in", [5, 10, null]]]),
+            vec![100, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_cut_in", "not_in", [5, 10]]]),
+            vec![101, 102, 103],
+        ),
+        (
+            "Shot",
+            json!([["id", "in", [100, 102, 999]]]),
+            vec![100, 102],
+        ),
+        (
+            "Shot",
+            json!([["id", "greater_than", 101]]),
+            vec![102, 103, 104],
+        ),
+        // float, duration, percent, checkbox
+        (
+            "HumanUser",
+            json!([["password_strength", "greater_than", 1.0]]),
+            vec![2],
+        ),
+        (
+            "HumanUser",
+            json!([["password_strength", "less_than", 1]]),
+            vec![1],
+        ),
+        (
+            "HumanUser",
+            json!([["password_strength", "is", 0.5]]),
+            vec![1],
+        ),
+        (
+            "HumanUser",
+            json!([["password_strength", "is_not", 0.5]]),
+            vec![2, 3],
+        ),
+        (
+            "HumanUser",
+            json!([["password_strength", "between", [0.5, 1.25]]]),
+            vec![1, 2],
+        ),
+        ("HumanUser", json!([["login", "is", "bob"]]), vec![2]),
+        ("HumanUser", json!([["file_access", "is", true]]), vec![1]),
+        ("Task", json!([["duration", "greater_than", 40]]), vec![200]),
+        (
+            "Task",
+            json!([["duration", "in", [30, null]]]),
+            vec![201, 202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["time_percent_of_est", "is", 50]]),
+            vec![200],
+        ),
+        ("Task", json!([["milestone", "is", true]]), vec![200]),
+        (
+            "Task",
+            json!([["milestone", "is", false]]),
+            vec![201, 202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["milestone", "is_not", true]]),
+            vec![201, 202, 203, 204, 205],
+        ),
+        // list / status_list (exact)
+        (
+            "Shot",
+            json!([["sg_status_list", "is", "ip"]]),
+            vec![100, 103],
+        ),
+        ("Shot", json!([["sg_status_list", "is", "IP"]]), vec![]),
+        (
+            "Shot",
+            json!([["sg_status_list", "in", ["fin", "wtg"]]]),
+            vec![101, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_status_list", "not_in", ["ip"]]]),
+            vec![101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_status_list", "is_not", "ip"]]),
+            vec![101, 102, 104],
+        ),
+        // date_time
+        (
+            "Shot",
+            json!([["created_at", "is", "2024-03-05T00:00:00Z"]]),
+            vec![101],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "greater_than", "2024-03-01T10:00:00Z"]]),
+            vec![101, 102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "less_than", "2024-03-01T10:00:00Z"]]),
+            vec![103],
+        ),
+        (
+            "Shot",
+            json!([[
+                "created_at",
+                "between",
+                ["2024-03-01T00:00:00Z", "2024-03-05T00:00:00Z"]
+            ]]),
+            vec![100, 101],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_last", 1, "DAY"]]),
+            vec![102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_last", [7, "DAY"]]]),
+            vec![100, 101, 102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "not_in_last", 1, "DAY"]]),
+            vec![100, 101, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_last", 2, "HOUR"]]),
+            vec![102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_last", 1, "YEAR"]]),
+            vec![100, 101, 102, 103],
+        ),
+        ("Shot", json!([["created_at", "in_next", 1, "DAY"]]), vec![]),
+        (
+            "Shot",
+            json!([["created_at", "not_in_next", 1, "WEEK"]]),
+            vec![100, 101, 102, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_calendar_day", 0]]),
+            vec![102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_calendar_week", 0]]),
+            vec![101, 102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_calendar_month", 0]]),
+            vec![100, 101, 102],
+        ),
+        (
+            "Shot",
+            json!([["created_at", "in_calendar_year", -1]]),
+            vec![103],
+        ),
+        // date
+        ("Task", json!([["due_date", "is", "2024-03-06"]]), vec![200]),
+        ("Task", json!([["due_date", "is", null]]), vec![202, 205]),
+        (
+            "Task",
+            json!([["due_date", "less_than", "2024-03-01"]]),
+            vec![203],
+        ),
+        (
+            "Task",
+            json!([["due_date", "between", ["2024-03-01", "2024-03-06"]]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_last", 7, "DAY"]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["due_date", "not_in_last", 7, "DAY"]]),
+            vec![202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_next", 7, "DAY"]]),
+            vec![204],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_calendar_day", 0]]),
+            vec![200],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_calendar_week", 0]]),
+            vec![200, 204],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_calendar_month", 0]]),
+            vec![200, 201, 204],
+        ),
+        (
+            "Task",
+            json!([["due_date", "in_calendar_month", -1]]),
+            vec![203],
+        ),
+        // entity
+        (
+            "Shot",
+            json!([["sg_sequence", "is", seq10]]),
+            vec![100, 101],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "is", {"type": "Sequence", "id": 10, "name": "ignored"}]]),
+            vec![100, 101],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "is", {"type": "Shot", "id": 10}]]),
+            vec![],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "is_not", seq10]]),
+            vec![102, 103, 104],
+        ),
+        ("Shot", json!([["sg_sequence", "is", null]]), vec![103]),
+        (
+            "Shot",
+            json!([["sg_sequence", "is_not", null]]),
+            vec![100, 101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "in", [link("Sequence", 11), null]]]),
+            vec![102, 103],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "not_in", [seq10, link("Sequence", 11)]]]),
+            vec![103, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "type_is", "Sequence"]]),
+            vec![100, 101, 102, 104],
+        ),
+        ("Shot", json!([["sg_sequence", "type_is", null]]), vec![103]),
+        (
+            "Shot",
+            json!([["sg_sequence", "type_is_not", "Sequence"]]),
+            vec![103],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "name_is", "SQ02"]]),
+            vec![102],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "name_contains", "sq0"]]),
+            vec![100, 101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "name_not_contains", "01"]]),
+            vec![102, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "name_starts_with", "sq"]]),
+            vec![100, 101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence", "name_ends_with", "3"]]),
+            vec![104],
+        ),
+        (
+            "Task",
+            json!([["entity", "is", link("Shot", 100)]]),
+            vec![200],
+        ),
+        (
+            "Task",
+            json!([["entity", "type_is", "Shot"]]),
+            vec![200, 201, 205],
+        ),
+        (
+            "Task",
+            json!([["entity", "type_is_not", "Shot"]]),
+            vec![202, 203, 204],
+        ),
+        (
+            "Task",
+            json!([["entity", "name_contains", "SH0"]]),
+            vec![200, 201, 205],
+        ),
+        ("Task", json!([["entity", "name_is", "tree"]]), vec![202]),
+        // multi_entity
+        (
+            "Shot",
+            json!([["assets", "is", link("Asset", 20)]]),
+            vec![100, 103],
+        ),
+        (
+            "Shot",
+            json!([["assets", "is_not", link("Asset", 20)]]),
+            vec![101, 102, 104],
+        ),
+        ("Shot", json!([["assets", "is", null]]), vec![102, 104]),
+        (
+            "Shot",
+            json!([["assets", "is_not", null]]),
+            vec![100, 101, 103],
+        ),
+        (
+            "Shot",
+            json!([["assets", "in", [link("Asset", 21), link("Asset", 22)]]]),
+            vec![100, 101, 103],
+        ),
+        (
+            "Shot",
+            json!([["assets", "not_in", [link("Asset", 21), link("Asset", 22)]]]),
+            vec![102, 104],
+        ),
+        (
+            "Shot",
+            json!([["assets", "type_is", "Asset"]]),
+            vec![100, 101, 103],
+        ),
+        ("Shot", json!([["assets", "type_is", null]]), vec![102, 104]),
+        (
+            "Shot",
+            json!([["assets", "name_contains", "tree"]]),
+            vec![100, 103],
+        ),
+        (
+            "Shot",
+            json!([["assets", "name_not_contains", "tree"]]),
+            vec![101, 102, 104],
+        ),
+        (
+            "Shot",
+            json!([["assets", "name_is", "ROCK"]]),
+            vec![100, 101],
+        ),
+        (
+            "Task",
+            json!([["task_assignees", "is", link("HumanUser", 2)]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["task_assignees", "is_not", link("HumanUser", 2)]]),
+            vec![202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["task_assignees", "type_is", "HumanUser"]]),
+            vec![200, 201, 203, 204],
+        ),
+        (
+            "Task",
+            json!([["task_assignees", "name_contains", "lee"]]),
+            vec![200, 204],
+        ),
+        // deep paths, polymorphic links, multi-entity existentials
+        (
+            "Shot",
+            json!([["sg_sequence.Sequence.code", "is", "sq01"]]),
+            vec![100, 101],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence.Sequence.code", "is_not", "sq01"]]),
+            vec![102, 103, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence.Sequence.code", "is", null]]),
+            vec![103, 104],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence.Sequence.project.Project.name", "is", "alpha"]]),
+            vec![100, 101, 102],
+        ),
+        (
+            "Shot",
+            json!([["sg_sequence.Sequence.project", "is", link("Project", 1)]]),
+            vec![100, 101, 102],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.code", "is", "sh010"]]),
+            vec![200],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.code", "starts_with", "sh"]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.code", "is_not", "sh010"]]),
+            vec![201, 202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.code", "is", null]]),
+            vec![202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["entity.Sequence.code", "is", "sq01"]]),
+            vec![203],
+        ),
+        (
+            "Task",
+            json!([["entity.Asset.code", "is", "tree"]]),
+            vec![202],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.sg_sequence.Sequence.code", "is", "sq01"]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.assets", "is", link("Asset", 21)]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["entity.Shot.assets.Asset.code", "is", "tree_2"]]),
+            vec![],
+        ),
+        (
+            "Task",
+            json!([["task_assignees.HumanUser.login", "is", "bob"]]),
+            vec![200, 201],
+        ),
+        (
+            "Task",
+            json!([["task_assignees.HumanUser.login", "is_not", "bob"]]),
+            vec![202, 203, 204, 205],
+        ),
+        (
+            "Task",
+            json!([["task_assignees.HumanUser.login", "is", null]]),
+            vec![202, 203, 205],
+        ),
+        (
+            "Task",
+            json!([["task_assignees.HumanUser.name", "contains", "ann"]]),
+            vec![200, 204],
+        ),
+        (
+            "Task",
+            json!([["task_assignees.HumanUser.id", "in", [1, 3]]]),
+            vec![200, 203, 204],
+        ),
+        ("Sequence", json!([["shots", "is", null]]), vec![10, 11]),
+        // groups
+        (
+            "Task",
+            json!({"logical_operator": "or", "conditions": [
+            {"path": "content", "relation": "is", "values": ["anim"]},
+            {"path": "content", "relation": "is", "values": ["MODEL"]}]}),
+            vec![200, 202],
+        ),
+        (
+            "Task",
+            json!({"logical_operator": "and", "conditions": [
+            {"path": "milestone", "relation": "is", "values": [false]},
+            {"logical_operator": "or", "conditions": [
+                {"path": "entity", "relation": "type_is", "values": ["Shot"]},
+                {"path": "due_date", "relation": "is", "values": [null]}]}]}),
+            vec![201, 202, 205],
+        ),
+        (
+            "Task",
+            json!({"logical_operator": "or", "conditions": []}),
+            vec![],
+        ),
+        ("Task", json!([]), vec![200, 201, 202, 203, 204, 205]),
+    ]
+}
+
+#[actix_web::test]
+async fn filters_sorts_paging_and_encodings() {
+    for test_db in databases().await {
+        let ctx = setup(&test_db).await;
+        let backend = ctx.pools.backend.name();
+
+        // Table-driven filters.
+        let mut failures = Vec::new();
+        for (ty, filters, want) in filter_cases() {
+            let args = json!({"type": ty, "filters": filters, "return_fields": ["id"]});
+            let got = ids(&read(&ctx, args).await);
+            if got != want {
+                failures.push(format!("{ty} {filters}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{backend}:\n{}", failures.join("\n"));
+        eprintln!("{backend}: {} filter cases passed", filter_cases().len());
+
+        // Sorts (NULLs first ascending, last descending; id breaks ties).
+        let sort_cases: Vec<(Value, Vec<i64>)> = vec![
+            (
+                json!([{"field_name": "code"}]),
+                vec![100, 101, 103, 104, 102],
+            ),
+            (
+                json!([{"field_name": "code", "direction": "desc"}]),
+                vec![102, 104, 103, 101, 100],
+            ),
+            (
+                json!([{"field_name": "sg_cut_in"}]),
+                vec![102, 104, 100, 101, 103],
+            ),
+            (
+                json!([{"field_name": "sg_cut_in", "direction": "desc"}]),
+                vec![101, 103, 100, 104, 102],
+            ),
+            (
+                json!([{"field_name": "sg_sequence"}]),
+                vec![103, 100, 101, 102, 104],
+            ),
+            (
+                json!([{"field_name": "sg_sequence.Sequence.code", "direction": "desc"}, {"field_name": "code"}]),
+                vec![104, 102, 100, 101, 103],
+            ),
+            (
+                json!([{"field_name": "sg_status_list"}, {"field_name": "sg_cut_in", "direction": "desc"}]),
+                vec![102, 101, 103, 100, 104],
+            ),
+            (
+                json!([{"field_name": "created_at", "direction": "desc"}]),
+                vec![102, 101, 100, 103, 104],
+            ),
+        ];
+        for (sorts, want) in sort_cases {
+            let got = ids(&read(&ctx, json!({"type": "Shot", "sorts": sorts})).await);
+            assert_eq!(got, want, "{backend} sorts {sorts}");
+        }
+
+        // Paging: exact entity_count and has_next_page on every page.
+        for (per_page, page, want, next) in [
+            (2, 1, vec![100, 101], true),
+            (2, 2, vec![102, 103], true),
+            (2, 3, vec![104], false),
+            (2, 4, vec![], false),
+            (5, 1, vec![100, 101, 102, 103, 104], false),
+            (4, 1, vec![100, 101, 102, 103], true),
+        ] {
+            let r = read(&ctx, json!({"type": "Shot", "paging": {"entities_per_page": per_page, "current_page": page}})).await;
+            assert_eq!(ids(&r), want, "{backend} page {per_page}x{page}");
+            assert_eq!(
+                r["paging_info"],
+                json!({"entity_count": 5, "has_next_page": next}),
+                "{backend} page {per_page}x{page}"
+            );
+        }
+        let r = read(&ctx, json!({"type": "Shot", "filters": [["code", "is", "nope"]], "paging": {"entities_per_page": 2, "current_page": 3}})).await;
+        assert_eq!(
+            r,
+            json!({"entities": [], "paging_info": {"entity_count": 0, "has_next_page": false}})
+        );
+
+        // Retired rows.
+        let r = read(
+            &ctx,
+            json!({"type": "Shot", "return_only": "retired", "return_fields": ["code"]}),
+        )
+        .await;
+        assert_eq!(
+            r["entities"],
+            json!([{"type": "Shot", "id": 105, "code": "sh060"}])
+        );
+        let r = read(&ctx, json!({"type": "Task", "return_only": "retired", "filters": [["entity", "is", link("Shot", 100)]]})).await;
+        assert_eq!(ids(&r), [206]);
+
+        // Return-field encodings.
+        let fields = json!([
+            "code",
+            "sg_cut_in",
+            "sg_sequence",
+            "assets",
+            "sg_sequence.Sequence.code",
+            "sg_sequence.Sequence.project",
+            "created_at",
+            "description",
+            "nope",
+            "nope.Shot.code",
+            "sg_status_list",
+            "project",
+            "type",
+            "id",
+            "code"
+        ]);
+        let r = read(
+            &ctx,
+            json!({"type": "Shot", "filters": [["id", "in", [100, 103]]], "return_fields": fields}),
+        )
+        .await;
+        let expected = json!([
+            {"type": "Shot", "id": 100, "code": "SH010", "sg_cut_in": 10,
+             "sg_sequence": link_n("Sequence", 10, "SQ01"),
+             "assets": [link_n("Asset", 20, "Tree"), link_n("Asset", 21, "rock")],
+             "sg_sequence.Sequence.code": "SQ01",
+             "sg_sequence.Sequence.project": link_n("Project", 1, "Alpha"),
+             "created_at": "2024-03-01T10:00:00Z", "description": "Hello World",
+             "sg_status_list": "ip", "project": link_n("Project", 1, "Alpha")},
+            {"type": "Shot", "id": 103, "code": "sh040", "sg_cut_in": 20, "sg_sequence": null,
+             "assets": [link_n("Asset", 22, "Tree_2"), link_n("Asset", 20, "Tree")],
+             "sg_sequence.Sequence.code": null, "sg_sequence.Sequence.project": null,
+             "created_at": "2023-12-31T23:59:59Z", "description": "hello",
+             "sg_status_list": "ip", "project": null}
+        ]);
+        assert_eq!(r["entities"], expected, "{backend}");
+        // Key order: type, id, then the requested order.
+        let keys: Vec<&String> = r["entities"][0].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "id",
+                "code",
+                "sg_cut_in",
+                "sg_sequence",
+                "assets",
+                "sg_sequence.Sequence.code",
+                "sg_sequence.Sequence.project",
+                "created_at",
+                "description",
+                "sg_status_list",
+                "project"
+            ]
+        );
+        let r = read(&ctx, json!({"type": "Task", "filters": [["id", "in", [200, 201, 204]]],
+            "return_fields": ["content", "entity", "task_assignees", "due_date", "milestone", "duration",
+                              "time_percent_of_est", "entity.Shot.code", "entity.Shot.sg_sequence.Sequence.code",
+                              "step.Step.entity_type", "color"]})).await;
+        assert_eq!(
+            r["entities"],
+            json!([
+                {"type": "Task", "id": 200, "content": "Anim", "entity": link_n("Shot", 100, "SH010"),
+                 "task_assignees": [link_n("HumanUser", 1, "Ann Lee"), link_n("HumanUser", 2, "Bob")],
+                 "due_date": "2024-03-06", "milestone": true, "duration": 60, "time_percent_of_est": 50,
+                 "entity.Shot.code": "SH010", "entity.Shot.sg_sequence.Sequence.code": "SQ01",
+                 "step.Step.entity_type": "Shot", "color": "Blue"},
+                {"type": "Task", "id": 201, "content": "comp", "entity": link_n("Shot", 101, "sh020"),
+                 "task_assignees": [link_n("HumanUser", 2, "Bob")],
+                 "due_date": "2024-03-01", "milestone": false, "duration": null, "time_percent_of_est": null,
+                 "entity.Shot.code": "sh020", "entity.Shot.sg_sequence.Sequence.code": "SQ01",
+                 "step.Step.entity_type": null, "color": null},
+                {"type": "Task", "id": 204, "content": "light", "entity": null,
+                 "task_assignees": [link_n("HumanUser", 1, "Ann Lee")],
+                 "due_date": "2024-03-10", "milestone": false, "duration": null, "time_percent_of_est": null,
+                 "entity.Shot.code": null, "entity.Shot.sg_sequence.Sequence.code": null,
+                 "step.Step.entity_type": null, "color": null},
+            ]),
+            "{backend}"
+        );
+        let r = read(&ctx, json!({"type": "HumanUser", "return_fields": ["password_strength", "file_access", "login"]})).await;
+        assert_eq!(
+            r["entities"],
+            json!([
+                {"type": "HumanUser", "id": 1, "password_strength": 0.5, "file_access": true, "login": "ann"},
+                {"type": "HumanUser", "id": 2, "password_strength": 1.25, "file_access": false, "login": "BOB"},
+                {"type": "HumanUser", "id": 3, "password_strength": null, "file_access": false, "login": null},
+            ]),
+            "{backend}"
+        );
+        // A polymorphic deep field is null when the link is of another type.
+        let r = read(&ctx, json!({"type": "Task", "filters": [["id", "is", 202]], "return_fields": ["entity.Shot.code", "entity.Asset.code"]})).await;
+        assert_eq!(
+            r["entities"],
+            json!([{"type": "Task", "id": 202, "entity.Shot.code": null, "entity.Asset.code": "Tree"}])
+        );
+
+        // The public entry point with the real clock, and a pass-through.
+        let req = ReadRequest::parse(
+            &json!({"type": "Shot", "filters": [["created_at", "in_last", 100, "YEAR"]]}),
+        )
+        .unwrap();
+        let Decision::Local(c) = plan_read(
+            &req,
+            &ctx.cached,
+            &ctx.site,
+            &ctx.complete,
+            ctx.pools.backend,
+        )
+        .unwrap() else {
+            panic!("expected local");
+        };
+        assert_eq!(
+            ids(&execute(&c, &ctx.pools.reader).await.unwrap()),
+            [100, 101, 102, 103]
+        );
+        let req = ReadRequest::parse(&json!({"type": "Shot", "return_fields": ["image"]})).unwrap();
+        assert!(matches!(
+            plan_read(
+                &req,
+                &ctx.cached,
+                &ctx.site,
+                &ctx.complete,
+                ctx.pools.backend
+            )
+            .unwrap(),
+            Decision::PassThrough(_)
+        ));
+    }
+}

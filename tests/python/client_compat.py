@@ -1,0 +1,57 @@
+"""Drive the official shotgun_api3 client against one base URL and dump every answer as JSON.
+
+Run twice by tests/it/python_client.rs: once against sgcache, once against the (mock) site
+directly; the test then compares the two dumps and checks which calls reached the site.
+
+    python client_compat.py BASE_URL SCRIPT_NAME API_KEY OUT.json
+"""
+import datetime
+import json
+import sys
+
+import shotgun_api3
+
+
+def plain(value):
+    """JSON-able form of what the client returns (it turns date-times into datetime objects)."""
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def main():
+    base_url, script_name, api_key, out = sys.argv[1:5]
+    sg = shotgun_api3.Shotgun(base_url, script_name=script_name, api_key=api_key)
+    fields = ["code", "sg_status_list", "sg_sequence", "project", "assets", "sg_cut_in", "updated_at",
+              "sg_sequence.Sequence.code"]
+    calls = {}
+    # find_one by id, a page with links, filters with deep paths and multi-entity conditions.
+    calls["find_one_by_id"] = sg.find_one("Shot", [["id", "is", 3]], fields)
+    calls["find_one_missing"] = sg.find_one("Shot", [["id", "is", 999999]], fields)
+    calls["find_all_paged"] = sg.find("Shot", [], ["code", "sg_cut_in"], order=[{"field_name": "id", "direction": "asc"}])
+    calls["find_limit"] = sg.find("Shot", [["sg_status_list", "is", "ip"]], fields, limit=7)
+    calls["find_page_3"] = sg.find("Shot", [], ["code"], limit=10, page=3)
+    calls["find_sorted_desc"] = sg.find("Shot", [["sg_cut_in", "greater_than", 100]], ["code", "sg_cut_in"],
+                                        order=[{"field_name": "sg_cut_in", "direction": "desc"}], limit=25)
+    calls["find_deep"] = sg.find("Shot", [["sg_sequence.Sequence.code", "is", "sq02"]], fields)
+    calls["find_or"] = sg.find("Shot", [["code", "starts_with", "SH00"], ["sg_cut_in", "less_than", 30]], ["code"],
+                               filter_operator="any")
+    calls["find_multi_entity"] = sg.find("Shot", [["assets", "is", {"type": "Asset", "id": 2}]], ["code", "assets"])
+    calls["find_case_insensitive"] = sg.find("Shot", [["code", "contains", "sh01"]], ["code"])
+    calls["find_null"] = sg.find("Shot", [["sg_sequence", "is", None]], ["code"])
+    calls["find_retired"] = sg.find("Shot", [], ["code"], retired_only=True)
+    calls["find_tasks"] = sg.find("Task", [["entity", "type_is", "Shot"]], ["content", "entity", "task_assignees"])
+    # Pass-through: schema calls and uncached types go to the site.
+    calls["schema_field_read"] = sg.schema_field_read("Shot", "code")
+    calls["uncached_type"] = sg.find("Version", [], ["code"])
+    with open(out, "w") as f:
+        json.dump(plain(calls), f, indent=1, sort_keys=True)
+    print("client_compat: %d calls, %d shots paged" % (len(calls), len(calls["find_all_paged"])))
+
+
+if __name__ == "__main__":
+    main()
