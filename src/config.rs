@@ -146,6 +146,10 @@ pub struct ServerConfig {
     /// anyway (reads of the type then pass through until the write-back lands).
     #[serde(with = "humantime_serde")]
     pub write_back_wait: Duration,
+    /// On SIGTERM/SIGINT: how long in-flight requests, write-backs and the DbWriter's mailbox
+    /// get to finish before sgcache exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -299,6 +303,7 @@ impl Default for ServerConfig {
             workers: 0,
             max_body_bytes: 16 * 1024 * 1024,
             write_back_wait: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod query;
 pub mod schema;
 pub mod state;
@@ -18,11 +19,12 @@ pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::actors::event_poller::{EventPoller, EventPollerStats, StopPoller};
 use crate::actors::scanner::{Scanner, ScannerStats, StopScanner};
@@ -63,6 +65,9 @@ pub struct Daemon {
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
     writer_arbiter: Arbiter,
+    request_stats: Arc<RequestStats>,
+    write_back_stats: Arc<WriteBackStats>,
+    shutdown_timeout: Duration,
 }
 
 impl Daemon {
@@ -140,7 +145,7 @@ impl Daemon {
             auth: Arc::new(AuthGate::new(&config)),
         });
 
-        let sources = web::Data::new(StatusSources {
+        let sources = Arc::new(StatusSources {
             started: Instant::now(),
             started_at: time::now(),
             backend: pools.backend,
@@ -151,22 +156,32 @@ impl Daemon {
             schema_loader: loader_stats,
             scanner: scanner_stats.clone(),
             event_poller: event_poller_stats.clone(),
-            requests: request_stats,
-            write_back: write_back_stats,
+            requests: request_stats.clone(),
+            write_back: write_back_stats.clone(),
             site_info,
+            pools: pools.clone(),
+            sizes: Arc::new(metrics::CacheSizes::default()),
         });
+        // `/metrics`: a registry of this daemon's own (several daemons may share a process).
+        let registry = web::Data::new(http::metrics::MetricsRegistry::new(sources.clone()));
+        let sources = web::Data::from(sources);
         let max_body = config.server.max_body_bytes;
         let shotgun = config.shotgun.clone();
         let mut server = HttpServer::new(move || {
             // awc clients are `!Send`: one pass-through pair per worker.
             App::new()
                 .app_data(sources.clone())
+                .app_data(registry.clone())
                 .app_data(api3_state.clone())
                 .app_data(web::Data::new(PassThrough::new(&shotgun)))
                 .app_data(web::Data::new(FileProxy::new(&shotgun)))
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(http::configure)
         })
+        // Signals are handled in `run_until_stopped` (actix-web would stop abruptly on SIGINT);
+        // in-flight requests get `server.shutdown_timeout` to finish.
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
         .listen(listener)?;
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
@@ -188,6 +203,9 @@ impl Daemon {
             server: Some(server),
             handle,
             writer_arbiter,
+            request_stats,
+            write_back_stats,
+            shutdown_timeout: config.server.shutdown_timeout,
         })
     }
 
@@ -195,30 +213,85 @@ impl Daemon {
         format!("http://{}", self.addr)
     }
 
-    /// Serves until SIGINT/SIGTERM (actix-web stops accepting, finishes in-flight requests),
-    /// then lets the DbWriter drain its mailbox and stops it.
+    /// Serves until SIGTERM or SIGINT, then stops gracefully (see [`Daemon::stop`]). A second
+    /// signal stops at once. Fails when the stop did not finish within `server.shutdown_timeout`.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
-        let result = match self.server.take() {
-            Some(server) => server
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            None => Ok(()),
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
         };
-        self.shutdown_actors().await;
+        let result = tokio::select! {
+            result = &mut server => Some(result),
+            signal = shutdown_signal() => {
+                info!(signal, timeout = %humantime::format_duration(self.shutdown_timeout),
+                      "stopping: no new connections, finishing requests in flight");
+                None
+            }
+        };
+        let result = match result {
+            // The server ended on its own (an I/O error): still drain what was accepted.
+            Some(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => {
+                let deadline = Instant::now() + self.shutdown_timeout;
+                let handle = self.handle.clone();
+                let graceful = async {
+                    handle.stop(true).await;
+                    let _ = server.await;
+                };
+                tokio::select! {
+                    () = graceful => {}
+                    signal = shutdown_signal() => {
+                        warn!(signal, "second signal: stopping now");
+                        self.handle.stop(false).await;
+                        self.shutdown_actors(Instant::now()).await;
+                        return Ok(());
+                    }
+                }
+                if !self.shutdown_actors(deadline).await {
+                    return Err(std::io::Error::other(format!(
+                        "the stop did not finish within server.shutdown_timeout ({})",
+                        humantime::format_duration(self.shutdown_timeout)
+                    )));
+                }
+                info!("stopped");
+                return Ok(());
+            }
+        };
+        self.shutdown_actors(Instant::now() + self.shutdown_timeout).await;
         result
     }
 
-    /// Stops the HTTP server and the actors (tests and embedders).
-    pub async fn stop(mut self) {
+    /// Stops gracefully (tests and embedders): stops accepting connections, lets in-flight
+    /// requests finish, waits for the write-backs they handed over, stops the event poller and
+    /// the scanner (checkpoints are committed with the changes they cover), lets the DbWriter
+    /// apply what is in its mailbox, then stops it; all within `server.shutdown_timeout`.
+    /// Returns false when something was still pending at the deadline.
+    pub async fn stop(mut self) -> bool {
+        let deadline = Instant::now() + self.shutdown_timeout;
         self.handle.stop(true).await;
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        self.shutdown_actors().await;
+        self.shutdown_actors(deadline).await
     }
 
-    async fn shutdown_actors(&self) {
-        // Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
+    async fn shutdown_actors(&self, deadline: Instant) -> bool {
+        let mut clean = true;
+        // 1. Write-backs handed to the WriteBack actor by requests (a write answered after
+        //    `server.write_back_wait` may still be re-reading from the site): wait for them, so
+        //    no accepted write is missing from the cache after a restart.
+        let sent = self.request_stats.metrics.write_backs_sent.load(Ordering::Relaxed);
+        let finished = || {
+            self.write_back_stats.writes.load(Ordering::Relaxed)
+                + self.write_back_stats.reads.load(Ordering::Relaxed)
+        };
+        while finished() < sent && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        if finished() < sent {
+            warn!(pending = sent - finished(), "write-backs still running at the shutdown deadline");
+            clean = false;
+        }
+        // 2. Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
         if let Some(poller) = &self.event_poller {
             let _ = poller.send(StopPoller).await;
         }
@@ -226,8 +299,44 @@ impl Daemon {
         if let Some(scanner) = &self.scanner {
             let _ = scanner.send(StopScanner).await;
         }
+        // 3. The DbWriter handles its mailbox in order, one message at a time: once an empty
+        //    Apply sent now is answered, everything queued before it has been applied.
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let barrier = self.writer.apply(db::writer::Apply { ops: Vec::new(), checkpoint: None });
+        match actix_web::rt::time::timeout(remaining, barrier).await {
+            Ok(_) => {}
+            Err(_) => {
+                warn!(queued = self.writer.stats().queued.load(Ordering::Relaxed),
+                      "the DbWriter had not drained its mailbox at the shutdown deadline");
+                clean = false;
+            }
+        }
         // `stop` on the arbiter lets the DbWriter finish the message it is handling.
         self.writer_arbiter.stop();
         self.pools.reader.clone().close().await.ok();
+        clean
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), naming it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }

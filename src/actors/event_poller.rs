@@ -49,6 +49,7 @@ use crate::db::writer::{Apply, Checkpoint, DbWriterHandle, UpsertMode, WriteOp};
 use crate::db::{Pools, StoreError, registry};
 use crate::schema::{CachedEntity, CachedSchema, ColumnLayout, FieldKind, values};
 use crate::state::CacheState;
+use crate::upstream::fetch;
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
 /// Events per page (the official event daemon's batch size).
@@ -274,17 +275,7 @@ pub fn events_request(schema: &CachedSchema, after_id: i64) -> Json {
 }
 
 fn entities_of(reply: &Json) -> Result<Vec<Map<String, Json>>, PollError> {
-    reply
-        .get("entities")
-        .and_then(Json::as_array)
-        .ok_or_else(|| PollError::Reply("no entities list".into()))?
-        .iter()
-        .map(|e| {
-            e.as_object()
-                .cloned()
-                .ok_or_else(|| PollError::Reply("an entity is not an object".into()))
-        })
-        .collect()
+    fetch::entities_of(reply).map_err(|e| PollError::Reply(e.to_string()))
 }
 
 /// The newest event id on the site (0 when the log is empty).
@@ -317,38 +308,12 @@ async fn fetch_entities(
     entity: &CachedEntity,
     ids: &BTreeSet<i64>,
 ) -> Result<HashMap<i64, (Map<String, Json>, bool)>, PollError> {
-    let mut found = HashMap::new();
-    let fields: Vec<&str> = entity.fields.keys().map(String::as_str).collect();
-    for pass in ["active", "retired"] {
-        let wanted: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !found.contains_key(id))
-            .collect();
-        for chunk in wanted.chunks(PAGE_SIZE) {
-            let reply = upstream
-                .call(
-                    "read",
-                    Some(json!({
-                        "type": entity.name,
-                        "filters": {"logical_operator": "and",
-                                    "conditions": [condition("id", "in", json!(chunk))]},
-                        "return_fields": fields,
-                        "sorts": [{"field_name": "id", "direction": "asc"}],
-                        "paging": {"entities_per_page": PAGE_SIZE, "current_page": 1},
-                        "return_only": pass,
-                        "return_paging_info": false,
-                    })),
-                )
-                .await?;
-            for record in entities_of(&reply)? {
-                if let Some(id) = record.get("id").and_then(Json::as_i64) {
-                    found.insert(id, (record, pass == "active"));
-                }
-            }
-        }
-    }
-    Ok(found)
+    let ids: Vec<i64> = ids.iter().copied().collect();
+    Ok(fetch::fetch_by_ids(upstream, entity, &ids)
+        .await?
+        .into_iter()
+        .filter_map(|(record, active)| Some((record.get("id")?.as_i64()?, (record, active))))
+        .collect())
 }
 
 /// `"2015-07-13 21:54:01 UTC"` (event-log form) → `"2015-07-13T21:54:01Z"`; other strings
@@ -1051,6 +1016,32 @@ impl Handler<StopPoller> for EventPoller {
     }
 }
 
+/// `sgcache events --from ID`: stores the checkpoint `ID - 1` (no open gaps), so the daemon
+/// replays the event log from event `ID` on (inclusive) at its next start. Run it while the
+/// daemon is stopped: a running poller keeps its own position and would overwrite it.
+/// Returns the previous checkpoint, if any.
+pub async fn set_checkpoint_command(config: &Config, from: i64) -> anyhow::Result<Option<i64>> {
+    let pools = crate::db::connect(&config.database).await?;
+    crate::db::migrate(&pools).await?;
+    let previous = registry::event_cursor(&pools.reader)
+        .await?
+        .map(|c| c.last_event_id);
+    let (writer, arbiter) =
+        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
+    let result = writer
+        .apply(Apply {
+            ops: vec![],
+            checkpoint: Some(Checkpoint::Events {
+                last_event_id: (from - 1).max(0),
+                open_gaps: json!({}),
+            }),
+        })
+        .await;
+    arbiter.stop();
+    result?;
+    Ok(previous)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,6 +1072,102 @@ mod tests {
         assert_eq!(parse_event_type("Toolkit_App_Startup"), None);
     }
 
+    fn fixture_schema() -> CachedSchema {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/schema_read.json"
+        );
+        let text = std::fs::read_to_string(path).expect("fixture");
+        let site =
+            crate::schema::SiteSchema::from_json(&serde_json::from_str(&text).expect("JSON"), None)
+                .expect("schema");
+        let rules = crate::schema::SelectionRules {
+            include: vec!["Shot".into(), "Task".into(), "Asset".into()],
+            exclude: vec![],
+        };
+        crate::schema::select(&site, &rules).expect("select").0
+    }
+
+    fn event(v: Json) -> Map<String, Json> {
+        v.as_object().expect("object").clone()
+    }
+
+    #[test]
+    fn plans_each_kind_of_event() {
+        let schema = fixture_schema();
+        let kind = |v: Json| plan_event(&schema, &event(v), 1).kind;
+        assert_eq!(
+            kind(json!({"event_type": "Shotgun_DisplayColumn_Change", "meta": {}})),
+            "schema"
+        );
+        assert_eq!(
+            kind(json!({"event_type": "Shotgun_Reading_Change"})),
+            "uncached"
+        );
+        assert_eq!(kind(json!({"event_type": "Toolkit_App_Startup"})), "other");
+        assert_eq!(kind(json!({"event_type": "Shotgun_Shot_View"})), "other");
+        assert_eq!(
+            kind(
+                json!({"event_type": "Shotgun_Shot_Change", "attribute_name": "smart_cut_in",
+                        "meta": {"entity_id": 3, "new_value": 1}})
+            ),
+            "uncached_field"
+        );
+        assert_eq!(
+            kind(
+                json!({"event_type": "Shotgun_Shot_Change", "attribute_name": "code",
+                        "meta": {"entity_id": 3, "new_value": "x", "in_create": true}})
+            ),
+            "in_create"
+        );
+        // A back-reference whose owner is retired (entity null) cannot be placed.
+        assert_eq!(
+            kind(
+                json!({"event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
+                        "entity": null,
+                        "meta": {"actual_attribute_changed": "Task.entity", "entity_type": "Task",
+                                 "entity_id": 5, "added": [{"type": "Task", "id": 5}], "removed": []}})
+            ),
+            "backref_no_owner"
+        );
+        // A value the cache cannot store as is (null checkbox) is fetched instead.
+        let plan = plan_event(
+            &schema,
+            &event(
+                json!({"event_type": "Shotgun_Task_Change", "attribute_name": "milestone",
+                          "meta": {"entity_id": 4, "new_value": null}}),
+            ),
+            1,
+        );
+        assert_eq!(plan.kind, "change_refetch");
+        assert!(matches!(plan.actions[..], [Action::Fetch { id: 4, .. }]));
+    }
+
+    #[test]
+    fn a_change_carries_the_converted_value_and_bookkeeping() {
+        let schema = fixture_schema();
+        let plan = plan_event(
+            &schema,
+            &event(json!({
+                "event_type": "Shotgun_Shot_Change", "attribute_name": "sg_sequence",
+                "entity": {"type": "Shot", "id": 3},
+                "user": {"type": "HumanUser", "id": 9, "name": "J"},
+                "created_at": "2026-01-02T03:04:06Z",
+                "entity.Shot.updated_at": "2026-01-02T03:04:05Z",
+                "meta": {"entity_id": 3, "new_value": {"type": "Sequence", "id": 2, "valid": "valid"}},
+            })),
+            7,
+        );
+        assert_eq!(plan.kind, "change");
+        let [Action::Update { record, .. }] = &plan.actions[..] else {
+            panic!("one update");
+        };
+        assert_eq!(record["sg_sequence"]["id"], 2);
+        // The earlier of the event time and the entity's updated_at.
+        assert_eq!(record["updated_at"], "2026-01-02T03:04:05Z");
+        assert_eq!(record["updated_by"]["id"], 9);
+    }
+
     #[test]
     fn gaps_round_trip() {
         let mut cursor = Cursor {
@@ -1093,30 +1180,4 @@ mod tests {
         assert_eq!(Cursor::parse_gaps("[3]").len(), 1);
         assert!(Cursor::parse_gaps("garbage").is_empty());
     }
-}
-
-/// `sgcache events --from ID`: stores the checkpoint `ID - 1` (no open gaps), so the daemon
-/// replays the event log from event `ID` on (inclusive) at its next start. Run it while the
-/// daemon is stopped: a running poller keeps its own position and would overwrite it.
-/// Returns the previous checkpoint, if any.
-pub async fn set_checkpoint_command(config: &Config, from: i64) -> anyhow::Result<Option<i64>> {
-    let pools = crate::db::connect(&config.database).await?;
-    crate::db::migrate(&pools).await?;
-    let previous = registry::event_cursor(&pools.reader)
-        .await?
-        .map(|c| c.last_event_id);
-    let (writer, arbiter) =
-        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-    let result = writer
-        .apply(Apply {
-            ops: vec![],
-            checkpoint: Some(Checkpoint::Events {
-                last_event_id: (from - 1).max(0),
-                open_gaps: json!({}),
-            }),
-        })
-        .await;
-    arbiter.stop();
-    result?;
-    Ok(previous)
 }

@@ -51,6 +51,7 @@ use crate::db::{Pools, StoreError, registry};
 use crate::schema::CachedEntity;
 use crate::state::CacheState;
 use crate::time;
+use crate::upstream::fetch::{and_filter, entities_of, read_args};
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,16 +209,9 @@ pub fn page_request(
 ) -> Json {
     let mut conditions = vec![condition("id", "greater_than", json!([after_id]))];
     conditions.extend(extra.iter().cloned());
-    let fields: Vec<&str> = entity.fields.keys().map(String::as_str).collect();
-    json!({
-        "type": entity.name,
-        "filters": {"logical_operator": "and", "conditions": conditions},
-        "return_fields": fields,
-        "sorts": [{"field_name": "id", "direction": "asc"}],
-        "paging": {"entities_per_page": page_size, "current_page": 1},
-        "return_only": pass.name(),
-        "return_paging_info": true,
-    })
+    let mut args = read_args(entity, and_filter(conditions), pass == Pass::Retired, page_size, 1);
+    args["return_paging_info"] = json!(true);
+    args
 }
 
 /// One page as read from the site.
@@ -259,22 +253,14 @@ async fn read_page(
         entity_type: entity_type.to_owned(),
         problem: problem.to_owned(),
     };
-    let entities = reply
-        .get("entities")
-        .and_then(Json::as_array)
-        .ok_or_else(|| bad("no entities list"))?;
-    let mut records = Vec::with_capacity(entities.len());
+    let records = entities_of(&reply).map_err(|e| bad(&e.to_string()))?;
     let mut last_id = 0;
-    for e in entities {
-        let record = e
-            .as_object()
-            .ok_or_else(|| bad("an entity is not an object"))?;
+    for record in &records {
         let id = record
             .get("id")
             .and_then(Json::as_i64)
             .ok_or_else(|| bad("an entity has no integer id"))?;
         last_id = last_id.max(id);
-        records.push(record.clone());
     }
     let paging = reply.get("paging_info");
     let remaining = paging
@@ -284,11 +270,12 @@ async fn read_page(
         .and_then(|p| p.get("has_next_page"))
         .and_then(Json::as_bool)
         .unwrap_or(records.len() >= page_size);
+    let has_next = has_next && !records.is_empty();
     Ok(Page {
         records,
         last_id,
         remaining,
-        has_next: has_next && !entities.is_empty(),
+        has_next,
     })
 }
 

@@ -21,6 +21,7 @@ use crate::actors::write_back::{AfterRead, AfterWrite, WriteBack, WriteBackStats
 use crate::api3::read::ReadRequest;
 use crate::db::Pools;
 use crate::error::ApiError;
+use crate::metrics::Served;
 use crate::query::{Decision, plan_read};
 use crate::state::CacheState;
 use crate::http::auth::{AuthDecision, AuthGate};
@@ -51,6 +52,8 @@ pub struct RequestStats {
     pub faults: AtomicU64,
     pub by_method: Mutex<BTreeMap<String, u64>>,
     pub pass_reasons: Mutex<BTreeMap<String, u64>>,
+    /// Latency histograms, requests in flight, write-backs sent (`/metrics`, `/status`).
+    pub metrics: crate::metrics::RequestMetrics,
 }
 
 impl RequestStats {
@@ -100,6 +103,7 @@ pub async fn api3(
     pass: web::Data<PassThrough>,
 ) -> HttpResponse {
     let started = Instant::now();
+    let _in_flight = state.stats.metrics.start();
     state.stats.total.fetch_add(1, Ordering::Relaxed);
     let body = match read_body(payload, state.max_body_bytes).await {
         Ok(body) => body,
@@ -129,6 +133,7 @@ pub async fn api3(
         "info" => match state.site_info.reply() {
             Some(reply) => {
                 state.stats.local.fetch_add(1, Ordering::Relaxed);
+                state.stats.metrics.observe("info", Served::Local, started.elapsed());
                 results(reply)
             }
             None => forward(&req, body, &state, &pass, &method, None, "info_unknown", started)
@@ -169,6 +174,7 @@ pub async fn api3(
                     match crate::query::execute(&compiled, &state.pools.reader).await {
                         Ok(value) => {
                             state.stats.local.fetch_add(1, Ordering::Relaxed);
+                            state.stats.metrics.observe("read", Served::Local, started.elapsed());
                             let count = value.get("entities").and_then(Json::as_array).map_or(0, Vec::len);
                             info!(method, entity_type = %request.entity_type, served = "local", entities = count,
                                   elapsed_ms = started.elapsed().as_millis() as u64, "api3");
@@ -245,6 +251,7 @@ async fn pass_read(
     if let Some(results) = results
         && state.cache.view().schema.types.contains_key(entity_type)
     {
+        state.stats.metrics.write_backs_sent.fetch_add(1, Ordering::Relaxed);
         let msg = AfterRead { entity_type: entity_type.to_owned(), results };
         let addr = state.write_back.clone();
         actix_web::rt::spawn(async move {
@@ -280,6 +287,7 @@ async fn write_back(state: &Api3State, method: &str, args: Json, results: Json) 
     let addr = state.write_back.clone();
     let cache = state.cache.clone();
     let msg = AfterWrite { method: method.to_owned(), args, results };
+    state.stats.metrics.write_backs_sent.fetch_add(1, Ordering::Relaxed);
     // Spawned so that it completes even when the wait below gives up.
     actix_web::rt::spawn(async move {
         let outcome = addr.send(msg).await;
@@ -314,7 +322,9 @@ async fn forward(
 ) -> (HttpResponse, Option<Json>) {
     state.stats.passed_through.fetch_add(1, Ordering::Relaxed);
     RequestStats::count(&state.stats.pass_reasons, reason);
-    match pass.forward(req, body).await {
+    let forwarded = pass.forward(req, body).await;
+    state.stats.metrics.observe(method, Served::PassThrough, started.elapsed());
+    match forwarded {
         Ok(forwarded) => {
             state.site_info.set_reachable(true);
             info!(method, entity_type, served = "pass_through", reason, status = forwarded.status,

@@ -1,7 +1,11 @@
-//! The HTTP surface: `/api3/json`, file traffic and browser redirects, `/ping`, `/status`.
+//! The HTTP surface: `/api3/json`, file traffic and browser redirects, `/ping`, `/status`
+//! (JSON, or the HTML status page for browsers), `/metrics`, `/healthz`, `/readyz`.
 pub mod api3;
 pub mod auth;
 pub mod files;
+pub mod health;
+pub mod metrics;
+pub mod page;
 pub mod status;
 
 use actix_web::{HttpResponse, web};
@@ -10,6 +14,9 @@ use actix_web::{HttpResponse, web};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ping", web::get().to(ping))
         .route("/status", web::get().to(status::status))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/api3/json", web::post().to(api3::api3))
         .route("/{prefix:.*}/api3/json", web::post().to(api3::api3))
         .route("/upload/{tail:.*}", web::route().to(files::proxy))

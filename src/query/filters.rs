@@ -105,6 +105,10 @@ fn parse_rel(s: &str) -> Option<(Rel, bool)> {
     })
 }
 
+/// SQLite's `LOWER()` folds ASCII only (PostgreSQL's depends on the locale): case-insensitive
+/// comparisons with non-ASCII text go to the site.
+const NON_ASCII: &str = "with non-ASCII text in a case-insensitive comparison";
+
 /// Text kinds compared case-insensitively.
 pub fn case_insensitive(kind: FieldKind) -> bool {
     matches!(
@@ -431,11 +435,11 @@ impl<'a> Compiler<'a> {
                             if v.is_null() {
                                 parts.push(empty());
                             } else {
-                                links.push(self.link_eq(&tcol, &icol, v)?);
+                                links.push(v.clone());
                             }
                         }
                         if !links.is_empty() {
-                            parts.push(exists(Sql::join(links, " OR ", "FALSE")));
+                            parts.push(exists(self.links_in(&tcol, &icol, &links)?));
                         }
                         Ok(Sql::join(parts, " OR ", "FALSE"))
                     }
@@ -454,6 +458,35 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+    }
+
+    /// Links equal to any of `links`: `(type = ? AND id IN (?, ...)) OR ...`, one group per type.
+    fn links_in(&self, tcol: &str, icol: &str, links: &[Json]) -> Result<Sql, PlanError> {
+        let mut by_type: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for v in links {
+            let (t, id) =
+                as_link(v).ok_or_else(|| unsupported_value("that is not a {type, id} link"))?;
+            by_type.entry(t).or_default().push(id);
+        }
+        if by_type.len() == 1 && links.len() == 1 {
+            return self.link_eq(tcol, icol, &links[0]);
+        }
+        let parts = by_type
+            .into_iter()
+            .map(|(t, ids)| {
+                let mut s = Sql::raw(format!("{tcol} = "))
+                    .bind(t)
+                    .text(format!(" AND {icol} IN ("));
+                for (i, id) in ids.into_iter().enumerate() {
+                    if i > 0 {
+                        s = s.text(", ");
+                    }
+                    s = s.bind(id);
+                }
+                s.text(")")
+            })
+            .collect();
+        Ok(Sql::join(parts, " OR ", "FALSE"))
     }
 
     fn link_eq(&self, tcol: &str, icol: &str, v: &Json) -> Result<Sql, PlanError> {
@@ -483,16 +516,18 @@ impl<'a> Compiler<'a> {
                 if rel == Rel::Is && targets.is_empty() {
                     return Err(unsupported_value("missing"));
                 }
-                let parts = targets
-                    .iter()
-                    .map(|v| {
-                        if v.is_null() {
-                            Ok(Sql::raw(format!("{icol} IS NULL")))
-                        } else {
-                            self.link_eq(tcol, icol, v)
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut parts = Vec::new();
+                let mut links = Vec::new();
+                for v in targets {
+                    if v.is_null() {
+                        parts.push(Sql::raw(format!("{icol} IS NULL")));
+                    } else {
+                        links.push(v.clone());
+                    }
+                }
+                if !links.is_empty() {
+                    parts.push(self.links_in(tcol, icol, &links)?);
+                }
                 Ok(Sql::join(parts, " OR ", "FALSE"))
             }
             Rel::TypeIs => match values.first() {
@@ -513,6 +548,9 @@ impl<'a> Compiler<'a> {
         let Some(Json::String(needle)) = values.first() else {
             return Err(unsupported_value("that is not a string"));
         };
+        if !needle.is_ascii() {
+            return Err(unsupported_value(NON_ASCII));
+        }
         let lower = || Sql::raw("LOWER(").push(expr.clone()).text(")");
         let like = |pattern: String| {
             lower()
@@ -560,6 +598,9 @@ impl<'a> Compiler<'a> {
 
     /// `lhs OP rhs` with case folding for case-insensitive kinds.
     fn compare(&self, kind: FieldKind, column: &str, op: &str, v: &Json) -> Result<Sql, PlanError> {
+        if case_insensitive(kind) && v.as_str().is_some_and(|s| !s.is_ascii()) {
+            return Err(unsupported_value(NON_ASCII));
+        }
         let b = self.scalar_bind(kind, v)?;
         let ordered = op != "=";
         let text = matches!(b, sea_orm::Value::String(_));
@@ -567,6 +608,13 @@ impl<'a> Compiler<'a> {
             (
                 Sql::raw(format!("LOWER({column})")),
                 Sql::raw("LOWER(").bind(b).text(")"),
+            )
+        } else if is_int_kind(kind) && matches!(b, sea_orm::Value::Double(_)) {
+            // A distinct statement text: sqlx caches prepared statements by text, and a
+            // PostgreSQL parameter typed bigint must never receive a double.
+            (
+                Sql::raw(column.to_owned()),
+                Sql::raw("CAST(").bind(b).text(" AS DOUBLE PRECISION)"),
             )
         } else {
             (Sql::raw(column.to_owned()), Sql::param(b))
@@ -610,19 +658,49 @@ impl<'a> Compiler<'a> {
                 if rel == Rel::Is && targets.is_empty() {
                     return Err(unsupported_value("missing"));
                 }
-                let parts = targets
-                    .iter()
-                    .map(|v| {
-                        if v.is_null() {
-                            if kind == FieldKind::Checkbox {
-                                return Err(unsupported_value("null for a checkbox"));
-                            }
-                            Ok(Sql::raw(format!("{column} IS NULL")))
-                        } else {
-                            self.compare(kind, column, "=", v)
+                let mut parts = Vec::new();
+                let mut list = Vec::new();
+                for v in targets {
+                    if v.is_null() {
+                        if kind == FieldKind::Checkbox {
+                            return Err(unsupported_value("null for a checkbox"));
                         }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                        parts.push(Sql::raw(format!("{column} IS NULL")));
+                    } else if case_insensitive(kind) && v.as_str().is_some_and(|s| !s.is_ascii()) {
+                        return Err(unsupported_value(NON_ASCII));
+                    } else {
+                        match self.scalar_bind(kind, v)? {
+                            // Equality with a fraction on an integer column: its own test.
+                            sea_orm::Value::Double(_) if is_int_kind(kind) => {
+                                parts.push(self.compare(kind, column, "=", v)?);
+                            }
+                            b => list.push(b),
+                        }
+                    }
+                }
+                if list.len() == 1 && targets.len() == 1 {
+                    return self.compare(kind, column, "=", &targets[0]);
+                }
+                if !list.is_empty() {
+                    // `col IN (?, ...)` (case-folded for text kinds): one index probe per value.
+                    let ci = case_insensitive(kind);
+                    let mut s = Sql::raw(if ci {
+                        format!("LOWER({column}) IN (")
+                    } else {
+                        format!("{column} IN (")
+                    });
+                    for (i, b) in list.into_iter().enumerate() {
+                        if i > 0 {
+                            s = s.text(", ");
+                        }
+                        s = if ci {
+                            s.text("LOWER(").bind(b).text(")")
+                        } else {
+                            s.bind(b)
+                        };
+                    }
+                    parts.push(s.text(")"));
+                }
                 Ok(Sql::join(parts, " OR ", "FALSE"))
             }
             Rel::LessThan | Rel::GreaterThan => match first {

@@ -5,6 +5,32 @@
 //! or must go to the site ([`Decision::PassThrough`]), and compiles it. SQL is built by
 //! [`sql::Sql`]: identifiers come only from the cached schema and are quoted, every value is a
 //! bind parameter. Semantics are documented in [`filters`] (relations) and [`select`] (order).
+//!
+//! Served locally (when every type involved is cached and complete):
+//! * filters on every cached data type with the relations of §5.4 (text kinds: is, is_not, in,
+//!   not_in, contains, not_contains, starts_with, ends_with; list/status_list: is, is_not, in,
+//!   not_in; number/currency: plus less_than, greater_than, between, not_between; float,
+//!   percent, duration, timecode: the same without not_between; date/date_time: plus in_last,
+//!   not_in_last, in_next, not_in_next, in_calendar_day/week/month/year; checkbox: is, is_not;
+//!   entity and multi_entity: is, is_not, in, not_in, type_is, type_is_not, name_is,
+//!   name_contains, name_not_contains, name_starts_with, name_ends_with), and/or groups, deep
+//!   paths of any depth through entity and multi_entity links (polymorphic hops only follow
+//!   links of the named type);
+//! * return fields of every cached kind, links with names, multi-entity lists in order, deep
+//!   return fields through entity links; unknown return fields are left out;
+//! * sorts on scalar and entity fields, deep through entity links; paging with exact counts.
+//!
+//! Passed through: reads of EventLogEntry (the site nulls `entity` while it is retired),
+//! uncached or incomplete types (including types reached by a path or whose
+//! display field names a link), uncached fields, other relations, malformed filter values
+//! (the site decides), `additional_filter_presets`, `include_archived_projects: false`,
+//! `$FROM$` paths, deep return fields through (or ending in) multi_entity fields, sorts on
+//! multi_entity fields, and statements that would need more than [`plan::MAX_PARAMS`] values.
+//!
+//! Case-insensitive text uses `LOWER()`, which folds only ASCII letters on SQLite: filters
+//! comparing text kinds with a non-ASCII value are passed through, and sorting non-ASCII text
+//! may order differently between the backends (ASCII text sorts identically: `COLLATE "C"` on
+//! PostgreSQL, BINARY on SQLite).
 pub mod decode;
 pub mod filters;
 pub mod paths;

@@ -73,7 +73,7 @@ impl<'a> Schemas<'a> {
     /// The first `Type.field` of `path` (from type `root`) that the site does not have.
     pub fn site_missing(&self, root: &str, path: &str) -> Option<String> {
         let parts: Vec<&str> = path.split('.').collect();
-        if parts.len() % 2 == 0 || parts.iter().any(|p| p.is_empty()) {
+        if parts.len().is_multiple_of(2) || parts.iter().any(|p| p.is_empty()) {
             return Some(format!("{root}.{path}"));
         }
         let mut owner = root;
@@ -96,7 +96,7 @@ impl<'a> Schemas<'a> {
     /// Resolves `path` from `root`.
     pub fn resolve(&self, root: &'a CachedEntity, path: &str) -> Result<Resolved<'a>, PathError> {
         let parts: Vec<&str> = path.split('.').collect();
-        if parts.len() % 2 == 0 || parts.iter().any(|p| p.is_empty()) {
+        if parts.len().is_multiple_of(2) || parts.iter().any(|p| p.is_empty()) {
             return Err(PathError::Missing(format!("{}.{path}", root.name)));
         }
         let mut owner = root;

@@ -11,6 +11,9 @@ use crate::api3::read::ReadRequest;
 use crate::error::ApiError;
 use crate::schema::{Backend, CachedSchema, SiteSchema};
 
+/// Most bind parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
+pub const MAX_PARAMS: usize = 30_000;
+
 /// Decides whether `req` can be answered from the cache and compiles it for `backend`.
 ///
 /// Errors only for requests the site would reject for sure: a filter on a field that does not
@@ -68,6 +71,12 @@ pub fn plan_read_at(
     if !complete.contains(&req.entity_type) {
         return Ok(Decision::PassThrough(PassReason::IncompleteType));
     }
+    if req.entity_type == "EventLogEntry" {
+        // The site shows `entity` as null while the linked entity is retired (§9.1).
+        return Ok(Decision::PassThrough(PassReason::UnsupportedFeature(
+            "EventLogEntry reads".into(),
+        )));
+    }
     if req.has_presets {
         return Ok(Decision::PassThrough(PassReason::UnsupportedFeature(
             "additional_filter_presets".into(),
@@ -83,6 +92,9 @@ pub fn plan_read_at(
         Err(r) => return Ok(Decision::PassThrough(r)),
     };
     match build(&c, req, root, filter) {
+        Ok(b) if b.page.param_count() > MAX_PARAMS => Ok(Decision::PassThrough(
+            PassReason::UnsupportedFeature(format!("more than {MAX_PARAMS} filter values")),
+        )),
         Ok(b) => Ok(Decision::Local(CompiledRead {
             entity_type: req.entity_type.clone(),
             dialect: backend.into(),
@@ -207,6 +219,11 @@ mod tests {
             json!({"type": "Shot", "sorts": [{"field_name": "assets"}]}),
             json!({"type": "Shot", "filters": [["sg_cut_in", "is", "ten"]]}),
             json!({"type": "Task", "filters": [["milestone", "is", null]]}),
+            json!({"type": "Shot", "filters": [["code", "contains", "é"]]}),
+            json!({"type": "Shot", "filters": [["code", "in", ["a", "É"]]]}),
+            json!({"type": "Shot", "filters": [["sg_sequence", "name_is", "ü"]]}),
+            json!({"type": "Shot", "filters": [["created_at", "is", "2024-03-01 10:00:00"]]}),
+            json!({"type": "Shot", "filters": [["sg_sequence", "is", {"type": "Sequence"}]]}),
         ] {
             let r = pass(args.clone());
             assert_eq!(r.label(), "unsupported_feature", "{args}: {r:?}");

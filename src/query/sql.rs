@@ -124,14 +124,33 @@ impl Sql {
         self
     }
 
+    /// Number of bind parameters.
+    pub fn param_count(&self) -> usize {
+        self.pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Param(_)))
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
     }
 
     /// `(a) SEP (b) SEP ...`; `empty` when there are no parts.
-    pub fn join(parts: Vec<Sql>, sep: &str, empty: &str) -> Sql {
+    ///
+    /// Long lists are nested as a balanced tree so that the expression depth stays
+    /// logarithmic (SQLite refuses expressions deeper than 1000).
+    pub fn join(mut parts: Vec<Sql>, sep: &str, empty: &str) -> Sql {
         if parts.is_empty() {
             return Sql::raw(empty);
+        }
+        if parts.len() > 8 {
+            let right = parts.split_off(parts.len() / 2);
+            return Sql::join(
+                vec![Sql::join(parts, sep, empty), Sql::join(right, sep, empty)],
+                sep,
+                empty,
+            );
         }
         let mut out = Sql::new();
         for (i, p) in parts.into_iter().enumerate() {

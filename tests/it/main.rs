@@ -4,9 +4,12 @@ mod support;
 
 mod auth;
 mod cli;
+mod crash;
 mod daemon;
 mod ddl;
 mod events;
+mod ops;
+mod hostile;
 mod python_client;
 mod query;
 mod scanner;

@@ -1,7 +1,6 @@
 //! The Scanner against the mock site on both backends: a full scan equals the site (rows,
 //! links, retired rows), an interrupted full scan resumes from its cursor, and incremental
 //! scans pick up writes made without events (changes and retirements).
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
@@ -10,9 +9,8 @@ use sgcache::Daemon;
 use sgcache::actors::scanner::{Pass, decode_cursor, encode_cursor};
 use sgcache::config::Config;
 use sgcache::db::{self, Pools, registry};
-use sgcache::schema::{CachedSchema, ColumnLayout, SqlType};
 
-use crate::support::{MockSite, TestDb, databases, eventually, listener, test_config};
+use crate::support::{MockSite, TestDb, assert_cache_matches_site, databases, eventually, listener, test_config};
 
 async fn get_json(url: &str) -> Value {
     let mut response = awc::Client::default().get(url).send().await.expect("GET");
@@ -64,126 +62,6 @@ fn seed_site(site: &MockSite, shots: usize) {
     }
 }
 
-fn decode(row: &sea_orm::QueryResult, column: &str, sql: SqlType) -> Value {
-    let get = |r: Result<Option<Value>, sea_orm::DbErr>| {
-        r.unwrap_or_else(|e| panic!("column {column}: {e}"))
-            .unwrap_or(Value::Null)
-    };
-    match sql {
-        SqlType::Text => get(row
-            .try_get::<Option<String>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::BigInt => get(row
-            .try_get::<Option<i64>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::Double => get(row
-            .try_get::<Option<f64>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::Boolean => get(row
-            .try_get::<Option<bool>>("", column)
-            .map(|v| v.map(Value::from))),
-    }
-}
-
-fn link_key(v: &Value) -> Value {
-    if v.is_null() {
-        return Value::Null;
-    }
-    json!({"type": v["type"], "id": v["id"]})
-}
-
-/// Every cached column and association row of `ty` equals the site's data, and `_active`
-/// matches the site's retirement flag.
-async fn assert_matches_site(pools: &Pools, schema: &CachedSchema, site: &MockSite, ty: &str) {
-    let entity = schema.entity(ty).expect("cached type");
-    let backend = pools.reader.get_database_backend();
-    let q = |sql: String| Statement::from_string(backend, sql);
-    let rows = pools
-        .reader
-        .query_all_raw(q(format!("SELECT * FROM \"{}\" ORDER BY id", entity.table)))
-        .await
-        .expect("select rows");
-    let mut cached: BTreeMap<i64, BTreeMap<String, Value>> = BTreeMap::new();
-    for row in &rows {
-        let id: i64 = row.try_get("", "id").expect("id");
-        let mut fields = BTreeMap::new();
-        let active: bool = row.try_get("", "_active").expect("_active");
-        fields.insert("_active".to_owned(), Value::from(active));
-        for field in entity.fields.values() {
-            let value = match &field.layout {
-                ColumnLayout::Scalar { column, sql, .. } => decode(row, column, *sql),
-                ColumnLayout::Entity {
-                    type_column,
-                    id_column,
-                } => {
-                    let t = decode(row, type_column, SqlType::Text);
-                    let i = decode(row, id_column, SqlType::BigInt);
-                    if t.is_null() {
-                        Value::Null
-                    } else {
-                        json!({"type": t, "id": i})
-                    }
-                }
-                ColumnLayout::MultiEntity { .. } => Value::Array(Vec::new()),
-            };
-            fields.insert(field.name.clone(), value);
-        }
-        cached.insert(id, fields);
-    }
-    for field in entity.fields.values() {
-        let ColumnLayout::MultiEntity { table } = &field.layout else {
-            continue;
-        };
-        let links = pools
-            .reader
-            .query_all_raw(q(format!(
-                "SELECT parent_id, child_type, child_id FROM \"{table}\" ORDER BY parent_id, position"
-            )))
-            .await
-            .expect("select links");
-        for link in links {
-            let parent: i64 = link.try_get("", "parent_id").expect("parent_id");
-            let t: String = link.try_get("", "child_type").expect("child_type");
-            let i: i64 = link.try_get("", "child_id").expect("child_id");
-            let row = cached
-                .get_mut(&parent)
-                .unwrap_or_else(|| panic!("{table}: link of a missing row {parent}"));
-            row.get_mut(&field.name)
-                .and_then(Value::as_array_mut)
-                .expect("list")
-                .push(json!({"type": t, "id": i}));
-        }
-    }
-    let site_rows = site.entities(ty);
-    assert_eq!(
-        cached.len(),
-        site_rows.len(),
-        "{ty}: row count (cache vs site)"
-    );
-    for record in &site_rows {
-        let id = record["id"].as_i64().expect("id");
-        let row = cached
-            .get(&id)
-            .unwrap_or_else(|| panic!("{ty} {id} missing from the cache"));
-        let retired = record["_retired"].as_bool().unwrap_or(false);
-        assert_eq!(row["_active"], Value::from(!retired), "{ty} {id} _active");
-        for field in entity.fields.values() {
-            let site_value = record.get(&field.name).cloned().unwrap_or(Value::Null);
-            let expected = match &field.layout {
-                ColumnLayout::Scalar { .. } => site_value,
-                ColumnLayout::Entity { .. } => link_key(&site_value),
-                ColumnLayout::MultiEntity { .. } => Value::Array(
-                    site_value
-                        .as_array()
-                        .map(|a| a.iter().map(link_key).collect())
-                        .unwrap_or_default(),
-                ),
-            };
-            assert_eq!(row[&field.name], expected, "{ty} {id} field {}", field.name);
-        }
-    }
-}
-
 fn scan_config(test_db: &TestDb, site: &MockSite) -> Config {
     let mut config = test_config(test_db, Some(site));
     config.scanner.page_size = 500;
@@ -232,7 +110,7 @@ async fn a_full_scan_makes_the_cache_equal_to_the_site() {
         assert_eq!(scanner["types"]["Shot"]["entities"], 3000, "{scanner}");
         let schema = daemon.cache.view().schema;
         for ty in ["Shot", "Sequence", "Asset", "Project"] {
-            assert_matches_site(&daemon.pools, &schema, &site, ty).await;
+            assert_cache_matches_site(&daemon.pools, &schema, &site, ty).await;
         }
         let state = shot_state(&daemon.pools).await;
         assert!(state.complete);
@@ -324,7 +202,7 @@ async fn an_interrupted_full_scan_resumes_from_its_cursor() {
             "resumed from the stored cursor"
         );
         let schema = daemon.cache.view().schema;
-        assert_matches_site(&daemon.pools, &schema, &site, "Shot").await;
+        assert_cache_matches_site(&daemon.pools, &schema, &site, "Shot").await;
         daemon.stop().await;
     }
 }
@@ -395,7 +273,7 @@ async fn incremental_scans_pick_up_writes_without_events() {
             "{scanner}"
         );
         let schema = daemon.cache.view().schema;
-        assert_matches_site(&daemon.pools, &schema, &site, "Shot").await;
+        assert_cache_matches_site(&daemon.pools, &schema, &site, "Shot").await;
         let incremental = site
             .requests()
             .into_iter()
@@ -438,7 +316,7 @@ async fn a_failing_site_is_retried_without_skipping_pages() {
     let scanner = &status["actors"]["scanner"];
     assert!(scanner["errors"].as_u64() >= Some(1), "{scanner}");
     let schema = daemon.cache.view().schema;
-    assert_matches_site(&daemon.pools, &schema, &site, "Shot").await;
+    assert_cache_matches_site(&daemon.pools, &schema, &site, "Shot").await;
     daemon.stop().await;
 }
 
