@@ -1,4 +1,4 @@
-//! The command line: `sgcache serve | migrate | schema fetch|show | config check`.
+//! The command line: `sgcache serve | migrate | schema fetch|show | config check | scan | events | verify`.
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +83,17 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         from: i64,
     },
+    /// Compare N random cached rows of each type, every cached field, with the site's values
+    /// and print a report (per type: checked, matched, mismatched with field names). Exits
+    /// non-zero when anything mismatched. Does not change the cache.
+    Verify {
+        /// Rows per type.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        sample: u64,
+        /// Only these types, comma-separated (default: every cached type).
+        #[arg(long, value_delimiter = ',', value_name = "TYPES")]
+        types: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +149,7 @@ pub fn main() -> ExitCode {
     };
     crate::telemetry::init(config.log.format, &config.log.level);
     let needs = match &cli.command {
-        Command::Serve | Command::Scan { .. } => Needs::Site,
+        Command::Serve | Command::Scan { .. } | Command::Verify { .. } => Needs::Site,
         Command::Schema(SchemaCommand::Fetch { .. }) if config.schema.file.is_none() => Needs::Site,
         _ => Needs::Database,
     };
@@ -244,6 +255,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 (from - 1).max(0),
                 previous.map_or("none".to_owned(), |p| p.to_string())
             );
+            Ok(())
+        }
+        Command::Verify { sample, types } => {
+            let reports =
+                crate::actors::verifier::run_verify_command(&config, sample, &types).await?;
+            let mismatched: u64 = reports.iter().map(|r| r.mismatched).sum();
+            if mismatched > 0 {
+                anyhow::bail!("{mismatched} cached rows differ from the site");
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {

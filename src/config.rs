@@ -213,11 +213,43 @@ impl Default for AuthConfig {
     }
 }
 
+/// Which locally answered reads the verifier re-runs against the site.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// No verification (the default).
+    #[default]
+    Off,
+    /// A random fraction (`sample_rate`) of the locally answered reads.
+    Sample,
+    /// Every locally answered read.
+    All,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {
-    /// Fraction of locally answered reads re-run against the site (0.0 = none, 1.0 = all).
+    /// `off`, `sample` (a fraction `sample_rate` of local reads) or `all`.
+    pub mode: VerifyMode,
+    /// With `mode = "sample"`: fraction of locally answered reads re-run (0.0 - 1.0).
     pub sample_rate: f64,
+    /// Cap on the verifier's requests to the site (re-runs and healing reads), per second.
+    pub max_requests_per_second: f64,
+    /// Reads waiting for verification; when full, new ones are dropped (and counted).
+    pub queue_capacity: usize,
+    /// After a failed re-run (site down, timeout), wait this long before the next one.
+    #[serde(with = "humantime_serde")]
+    pub error_backoff: Duration,
+    /// A difference on an entity the site changed at most this long before the cache answered
+    /// still counts as "changed since" (the event log reaches the cache a moment after the
+    /// site changes; the site's `updated_at` has whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub changed_since_leeway: Duration,
+    /// Mark a type with repeated mismatches incomplete, so its reads pass through until a
+    /// full rescan completes.
+    pub quarantine: bool,
+    /// Mismatches of one type (since it was last quarantined) that trigger the quarantine.
+    pub quarantine_after: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -333,7 +365,16 @@ impl Default for ScannerConfig {
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        VerifyConfig { sample_rate: 0.0 }
+        VerifyConfig {
+            mode: VerifyMode::Off,
+            sample_rate: 0.01,
+            max_requests_per_second: 2.0,
+            queue_capacity: 100,
+            error_backoff: Duration::from_secs(30),
+            changed_since_leeway: Duration::from_secs(5),
+            quarantine: false,
+            quarantine_after: 3,
+        }
     }
 }
 
@@ -345,7 +386,6 @@ impl Default for LogConfig {
         }
     }
 }
-
 
 /// Overrides given on the command line (highest precedence). Unset flags override nothing.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -509,6 +549,25 @@ impl Config {
                 "must be between 0.0 and 1.0",
             ));
         }
+        let rate = self.verify.max_requests_per_second;
+        if rate.is_nan() || rate <= 0.0 {
+            return Err(ConfigError::key(
+                "verify.max_requests_per_second",
+                "must be greater than 0",
+            ));
+        }
+        if self.verify.queue_capacity < 1 {
+            return Err(ConfigError::key(
+                "verify.queue_capacity",
+                "must be at least 1",
+            ));
+        }
+        if self.verify.quarantine_after < 1 {
+            return Err(ConfigError::key(
+                "verify.quarantine_after",
+                "must be at least 1",
+            ));
+        }
         if self.schema.entity_file.is_some() && self.schema.file.is_none() {
             return Err(ConfigError::key("schema.entity_file", "needs schema.file"));
         }
@@ -614,7 +673,8 @@ mod tests {
     #[test]
     fn the_shipped_config_toml_is_valid_and_equals_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let config = Config::load_from(&path, true, &CliOverrides::default(), Vec::new()).expect("config.toml loads");
+        let config = Config::load_from(&path, true, &CliOverrides::default(), Vec::new())
+            .expect("config.toml loads");
         let defaults = Config::default();
         assert_eq!(config.server.bind, defaults.server.bind);
         assert_eq!(config.database.url, defaults.database.url);
@@ -646,9 +706,12 @@ mod tests {
         assert!(!config.events.enabled);
 
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        file.write_all(b"[server]\nbind = \"127.0.0.1:1\"\n").expect("write");
+        file.write_all(b"[server]\nbind = \"127.0.0.1:1\"\n")
+            .expect("write");
         let flags = CliOverrides {
-            server: Some(BindOverride { bind: "127.0.0.1:2".into() }),
+            server: Some(BindOverride {
+                bind: "127.0.0.1:2".into(),
+            }),
             ..Default::default()
         };
         let env = vec![("SGCACHE_SERVER_BIND".to_owned(), "127.0.0.1:3".to_owned())];
@@ -656,23 +719,47 @@ mod tests {
         assert_eq!(config.server.bind, "127.0.0.1:2");
     }
 
+    /// (config.toml text, environment, the key the error must name)
+    type ConfigCase = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
     #[test]
     fn every_error_is_one_line_naming_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[ConfigCase] = &[
             ("[scanner]\ninterval = \"soon\"\n", &[], "scanner.interval"),
             ("[scanner]\nintervall = \"5m\"\n", &[], "intervall"),
             ("[shotgun]\nurl = \"not a url\"\n", &[], "shotgun.url"),
-            ("[shotgun]\nurl = \"ftp://site.example\"\n", &[], "shotgun.url"),
-            ("", &[("SGCACHE_EVENTS_POLL_INTERVAL", "0s")], "events.poll_interval"),
+            (
+                "[shotgun]\nurl = \"ftp://site.example\"\n",
+                &[],
+                "shotgun.url",
+            ),
+            (
+                "",
+                &[("SGCACHE_EVENTS_POLL_INTERVAL", "0s")],
+                "events.poll_interval",
+            ),
             ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),
             ("[server]\nbind = \"localhost\"\n", &[], "server.bind"),
             ("[verify]\nsample_rate = 2.0\n", &[], "verify.sample_rate"),
+            ("[verify]\nmode = \"sometimes\"\n", &[], "verify.mode"),
+            (
+                "[verify]\nqueue_capacity = 0\n",
+                &[],
+                "verify.queue_capacity",
+            ),
             ("[bogus]\nx = 1\n", &[], "bogus"),
             ("", &[("SGCACHE_SHOTGUN_APIKEY", "x")], "apikey"),
         ];
         for (toml, env, key) in cases {
             let err = load(toml, env).expect_err(toml).to_string();
-            assert!(err.contains(key), "{toml:?} {env:?}: {err:?} should name {key}");
+            assert!(
+                err.contains(key),
+                "{toml:?} {env:?}: {err:?} should name {key}"
+            );
             assert!(!err.contains('\n'), "one line: {err:?}");
         }
     }
@@ -681,10 +768,20 @@ mod tests {
     fn missing_credentials_are_reported_for_commands_that_need_the_site() {
         let config = load("[shotgun]\nurl = \"https://site.example\"\n", &[]).expect("loads");
         assert!(config.validate_for(Needs::Database).is_ok());
-        let err = config.validate_for(Needs::Site).expect_err("no script").to_string();
+        let err = config
+            .validate_for(Needs::Site)
+            .expect_err("no script")
+            .to_string();
         assert!(err.starts_with("shotgun.script_name"), "{err}");
-        let config = load("[shotgun]\nurl = \"https://s.example\"\nscript_name = \"s\"\n", &[]).expect("loads");
-        let err = config.validate_for(Needs::Site).expect_err("no key").to_string();
+        let config = load(
+            "[shotgun]\nurl = \"https://s.example\"\nscript_name = \"s\"\n",
+            &[],
+        )
+        .expect("loads");
+        let err = config
+            .validate_for(Needs::Site)
+            .expect_err("no key")
+            .to_string();
         assert!(err.starts_with("shotgun.api_key"), "{err}");
     }
 
@@ -694,7 +791,10 @@ mod tests {
         config.shotgun.api_key = Secret::new("hunter2");
         config.database.url = "postgres://u:pw@db/sg".into();
         let shown = config.to_masked_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains(":pw@"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(":pw@"),
+            "{shown}"
+        );
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -30,16 +30,17 @@ use crate::actors::event_poller::{EventPoller, EventPollerStats, StopPoller};
 use crate::actors::scanner::{Scanner, ScannerStats, StopScanner};
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
 use crate::actors::site_info::{SiteInfo, SiteInfoState};
+use crate::actors::verifier::{StopVerifier, Verifier, VerifierStats};
 use crate::actors::write_back::{WriteBack, WriteBackStats};
 use crate::config::Config;
+use crate::db::writer::DbWriterHandle;
+use crate::db::{Pools, StoreError};
 use crate::http::api3::{Api3State, RequestStats};
 use crate::http::auth::AuthGate;
 use crate::http::files::FileProxy;
-use crate::upstream::passthrough::PassThrough;
-use crate::db::writer::DbWriterHandle;
-use crate::db::{Pools, StoreError};
 use crate::http::status::StatusSources;
 use crate::state::CacheState;
+use crate::upstream::passthrough::PassThrough;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,6 +63,9 @@ pub struct Daemon {
     /// `None` when `events.enabled` is false or no site is configured.
     pub event_poller: Option<Addr<EventPoller>>,
     pub event_poller_stats: Arc<EventPollerStats>,
+    /// `None` when `verify.mode` is off or no site is configured.
+    pub verifier: Option<Addr<Verifier>>,
+    pub verifier_stats: Arc<VerifierStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
     writer_arbiter: Arbiter,
@@ -132,6 +136,20 @@ impl Daemon {
             write_back_stats.clone(),
         )
         .start();
+        // Re-runs locally answered reads against the site and compares (see actors::verifier).
+        let verifier_stats = Arc::new(VerifierStats::default());
+        let (verifier, verifier_handle) =
+            if config.verify.mode != config::VerifyMode::Off && !config.shotgun.url.is_empty() {
+                let (actor, handle) = Verifier::new(
+                    &config,
+                    writer.clone(),
+                    cache.clone(),
+                    verifier_stats.clone(),
+                );
+                (Some(actor.start()), Some(handle))
+            } else {
+                (None, None)
+            };
         let request_stats = Arc::new(RequestStats::default());
         let api3_state = web::Data::new(Api3State {
             cache: cache.clone(),
@@ -143,6 +161,7 @@ impl Daemon {
             write_back_stats: write_back_stats.clone(),
             stats: request_stats.clone(),
             auth: Arc::new(AuthGate::new(&config)),
+            verifier: verifier_handle,
         });
 
         let sources = Arc::new(StatusSources {
@@ -158,6 +177,7 @@ impl Daemon {
             event_poller: event_poller_stats.clone(),
             requests: request_stats.clone(),
             write_back: write_back_stats.clone(),
+            verifier: verifier_stats.clone(),
             site_info,
             pools: pools.clone(),
             sizes: Arc::new(metrics::CacheSizes::default()),
@@ -200,6 +220,8 @@ impl Daemon {
             scanner_stats,
             event_poller,
             event_poller_stats,
+            verifier,
+            verifier_stats,
             server: Some(server),
             handle,
             writer_arbiter,
@@ -256,7 +278,8 @@ impl Daemon {
                 return Ok(());
             }
         };
-        self.shutdown_actors(Instant::now() + self.shutdown_timeout).await;
+        self.shutdown_actors(Instant::now() + self.shutdown_timeout)
+            .await;
         result
     }
 
@@ -279,7 +302,11 @@ impl Daemon {
         // 1. Write-backs handed to the WriteBack actor by requests (a write answered after
         //    `server.write_back_wait` may still be re-reading from the site): wait for them, so
         //    no accepted write is missing from the cache after a restart.
-        let sent = self.request_stats.metrics.write_backs_sent.load(Ordering::Relaxed);
+        let sent = self
+            .request_stats
+            .metrics
+            .write_backs_sent
+            .load(Ordering::Relaxed);
         let finished = || {
             self.write_back_stats.writes.load(Ordering::Relaxed)
                 + self.write_back_stats.reads.load(Ordering::Relaxed)
@@ -288,12 +315,19 @@ impl Daemon {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
         if finished() < sent {
-            warn!(pending = sent - finished(), "write-backs still running at the shutdown deadline");
+            warn!(
+                pending = sent - finished(),
+                "write-backs still running at the shutdown deadline"
+            );
             clean = false;
         }
         // 2. Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
         if let Some(poller) = &self.event_poller {
             let _ = poller.send(StopPoller).await;
+        }
+        // Drops a verification in progress (verification is best effort).
+        if let Some(verifier) = &self.verifier {
+            let _ = verifier.send(StopVerifier).await;
         }
         // Drops a scan in progress; a full scan resumes from its stored cursor next time.
         if let Some(scanner) = &self.scanner {
@@ -301,13 +335,20 @@ impl Daemon {
         }
         // 3. The DbWriter handles its mailbox in order, one message at a time: once an empty
         //    Apply sent now is answered, everything queued before it has been applied.
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        let barrier = self.writer.apply(db::writer::Apply { ops: Vec::new(), checkpoint: None });
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let barrier = self.writer.apply(db::writer::Apply {
+            ops: Vec::new(),
+            checkpoint: None,
+        });
         match actix_web::rt::time::timeout(remaining, barrier).await {
             Ok(_) => {}
             Err(_) => {
-                warn!(queued = self.writer.stats().queued.load(Ordering::Relaxed),
-                      "the DbWriter had not drained its mailbox at the shutdown deadline");
+                warn!(
+                    queued = self.writer.stats().queued.load(Ordering::Relaxed),
+                    "the DbWriter had not drained its mailbox at the shutdown deadline"
+                );
                 clean = false;
             }
         }
@@ -323,7 +364,10 @@ async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

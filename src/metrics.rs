@@ -314,19 +314,21 @@ impl CacheSizes {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Makes sure a measurement exists: the first call waits for one (at most `wait`); later
-    /// calls start a new one in the background when the last is older than `max_age`.
+    /// Makes sure a measurement of the current schema exists: without one the call waits for
+    /// it (at most `wait`); otherwise a new one starts in the background when the last is
+    /// older than `max_age`.
     pub async fn refresh(
         self: &Arc<Self>,
         pools: &Pools,
         schema: Arc<CachedSchema>,
         wait: Duration,
     ) {
+        // `None`: nothing usable (no measurement, or one of another schema): wait for one.
         let stale = match self.snapshot() {
-            None => None,
-            Some(s) => Some(
-                s.taken.elapsed() > self.max_age || !s.schema_types.iter().eq(schema.types.keys()),
-            ),
+            Some(s) if s.schema_types.iter().eq(schema.types.keys()) => {
+                Some(s.taken.elapsed() > self.max_age)
+            }
+            _ => None,
         };
         if stale == Some(false) || self.measuring.swap(true, Ordering::AcqRel) {
             return;

@@ -44,7 +44,10 @@ impl CacheState {
     }
 
     pub fn set_site(&self, site: Arc<SiteSchema>) {
-        self.view.write().unwrap_or_else(|poisoned| poisoned.into_inner()).site = site;
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .site = site;
     }
 
     pub fn set_complete(&self, complete: BTreeSet<String>) {
@@ -72,7 +75,9 @@ impl CacheState {
     }
 
     pub fn has_pending_write(&self, entity_type: &str) -> bool {
-        self.pending_writes.lock().is_ok_and(|p| p.contains_key(entity_type))
+        self.pending_writes
+            .lock()
+            .is_ok_and(|p| p.contains_key(entity_type))
     }
 
     pub fn is_complete(&self, entity_type: &str) -> bool {

@@ -2,9 +2,10 @@
 //! The DbWriter lives in [`crate::db::writer`] beside the store it owns.
 pub mod event_poller;
 pub mod scanner;
-pub mod site_info;
-pub mod write_back;
 pub mod schema_loader;
+pub mod site_info;
+pub mod verifier;
+pub mod write_back;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

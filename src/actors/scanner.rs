@@ -209,7 +209,13 @@ pub fn page_request(
 ) -> Json {
     let mut conditions = vec![condition("id", "greater_than", json!([after_id]))];
     conditions.extend(extra.iter().cloned());
-    let mut args = read_args(entity, and_filter(conditions), pass == Pass::Retired, page_size, 1);
+    let mut args = read_args(
+        entity,
+        and_filter(conditions),
+        pass == Pass::Retired,
+        page_size,
+        1,
+    );
     args["return_paging_info"] = json!(true);
     args
 }

@@ -16,8 +16,8 @@ use super::ActorStats;
 use crate::config::Config;
 use crate::db::writer::{ApplySchema, DbWriterHandle, NewSnapshot};
 use crate::db::{Pools, StoreError, registry};
-use crate::state::CacheState;
 use crate::schema::{CachedSchema, SchemaError, SelectionReport, SiteSchema, plan_ddl, select};
+use crate::state::CacheState;
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
 #[derive(Debug, thiserror::Error)]

@@ -72,12 +72,18 @@ pub struct SiteInfo {
 }
 
 impl SiteInfo {
-    pub fn new(config: &Config, state: Arc<SiteInfoState>, pools: Pools, writer: DbWriterHandle) -> SiteInfo {
+    pub fn new(
+        config: &Config,
+        state: Arc<SiteInfoState>,
+        pools: Pools,
+        writer: DbWriterHandle,
+    ) -> SiteInfo {
         SiteInfo {
             state,
             pools,
             writer,
-            upstream: (!config.shotgun.url.is_empty()).then(|| Rc::new(UpstreamClient::new(&config.shotgun))),
+            upstream: (!config.shotgun.url.is_empty())
+                .then(|| Rc::new(UpstreamClient::new(&config.shotgun))),
             refresh: config.schema.refresh_interval,
             backoff: config.shotgun.retry_backoff,
             failures: 0,
@@ -85,14 +91,25 @@ impl SiteInfo {
     }
 
     fn refresh(&mut self, ctx: &mut Context<Self>) {
-        let Some(upstream) = self.upstream.clone() else { return };
+        let Some(upstream) = self.upstream.clone() else {
+            return;
+        };
         let state = self.state.clone();
         let writer = self.writer.clone();
         let fut = async move {
             let info = upstream.info().await?;
             if state.info().as_ref() != Some(&info) {
-                let op = WriteOp::SiteInfo { key: INFO_KEY.to_owned(), value: info.clone() };
-                if let Err(e) = writer.apply(Apply { ops: vec![op], checkpoint: None }).await {
+                let op = WriteOp::SiteInfo {
+                    key: INFO_KEY.to_owned(),
+                    value: info.clone(),
+                };
+                if let Err(e) = writer
+                    .apply(Apply {
+                        ops: vec![op],
+                        checkpoint: None,
+                    })
+                    .await
+                {
                     warn!(error = %e, "cannot store the site's info");
                 }
             }

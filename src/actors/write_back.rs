@@ -74,9 +74,18 @@ impl WriteBackStats {
         let mut v = self.actor.snapshot();
         if let Some(map) = v.as_object_mut() {
             map.insert("writes".into(), self.writes.load(Relaxed).into());
-            map.insert("passed_through_reads".into(), self.reads.load(Relaxed).into());
-            map.insert("rows_refreshed".into(), self.rows_refreshed.load(Relaxed).into());
-            map.insert("wait_exceeded".into(), self.wait_exceeded.load(Relaxed).into());
+            map.insert(
+                "passed_through_reads".into(),
+                self.reads.load(Relaxed).into(),
+            );
+            map.insert(
+                "rows_refreshed".into(),
+                self.rows_refreshed.load(Relaxed).into(),
+            );
+            map.insert(
+                "wait_exceeded".into(),
+                self.wait_exceeded.load(Relaxed).into(),
+            );
         }
         v
     }
@@ -125,7 +134,10 @@ struct Touched {
 impl Touched {
     fn refetch(&mut self, schema: &CachedSchema, entity_type: &str, id: i64) {
         if schema.types.contains_key(entity_type) {
-            self.refetch.entry(entity_type.to_owned()).or_default().insert(id);
+            self.refetch
+                .entry(entity_type.to_owned())
+                .or_default()
+                .insert(id);
         }
     }
 
@@ -133,7 +145,11 @@ impl Touched {
     fn refetch_links(&mut self, schema: &CachedSchema, value: &Json) {
         let links: Vec<(String, i64)> = match value {
             Json::Array(_) => values::multi_entity_value(value).unwrap_or_default(),
-            _ => values::entity_value(value).ok().flatten().into_iter().collect(),
+            _ => values::entity_value(value)
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect(),
         };
         for (t, id) in links {
             self.refetch(schema, &t, id);
@@ -150,9 +166,14 @@ async fn stored_links(
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut links = Vec::new();
     for name in fields {
-        let Some(field) = entity.fields.get(name) else { continue };
+        let Some(field) = entity.fields.get(name) else {
+            continue;
+        };
         let select = match &field.layout {
-            ColumnLayout::Entity { type_column, id_column } => Query::select()
+            ColumnLayout::Entity {
+                type_column,
+                id_column,
+            } => Query::select()
                 .expr_as(Expr::col(Alias::new(type_column)), Alias::new("t"))
                 .expr_as(Expr::col(Alias::new(id_column)), Alias::new("i"))
                 .from(Alias::new(&entity.table))
@@ -186,7 +207,9 @@ async fn touched_by_item(
     result: &Json,
     touched: &mut Touched,
 ) -> Result<(), StoreError> {
-    let Some(entity_type) = args.get("type").and_then(Json::as_str) else { return Ok(()) };
+    let Some(entity_type) = args.get("type").and_then(Json::as_str) else {
+        return Ok(());
+    };
     let id = match method {
         "create" => result.get("id").and_then(Json::as_i64),
         _ => args.get("id").and_then(Json::as_i64),
@@ -198,7 +221,11 @@ async fn touched_by_item(
         .map(|fields| {
             fields
                 .iter()
-                .filter_map(|f| f.get("field_name").and_then(Json::as_str).map(str::to_owned))
+                .filter_map(|f| {
+                    f.get("field_name")
+                        .and_then(Json::as_str)
+                        .map(str::to_owned)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -230,9 +257,14 @@ async fn touched_by_item(
     if method == "create"
         && written.iter().any(|f| f == "task_template")
         && result.get("task_template").is_some_and(|v| !v.is_null())
-        && schema.types.get("Task").is_some_and(|t| t.fields.contains_key("entity"))
+        && schema
+            .types
+            .get("Task")
+            .is_some_and(|t| t.fields.contains_key("entity"))
     {
-        touched.children.push(("Task".into(), "entity".into(), entity_type.to_owned(), id));
+        touched
+            .children
+            .push(("Task".into(), "entity".into(), entity_type.to_owned(), id));
     }
     Ok(())
 }
@@ -247,35 +279,63 @@ impl WriteBack {
         let mut ops = Vec::new();
         let mut rows = 0u64;
         for (entity_type, ids) in &touched.refetch {
-            let Some(entity) = schema.types.get(entity_type) else { continue };
+            let Some(entity) = schema.types.get(entity_type) else {
+                continue;
+            };
             let ids: Vec<i64> = ids.iter().copied().collect();
             let fetched = fetch_by_ids(upstream, entity, &ids).await?;
             rows += fetched.len() as u64;
             push_upserts(&mut ops, entity_type, fetched);
         }
         for (child_type, field, parent_type, parent_id) in &touched.children {
-            let Some(entity) = schema.types.get(child_type) else { continue };
+            let Some(entity) = schema.types.get(child_type) else {
+                continue;
+            };
             let filter = and_filter(vec![json!({"path": field, "relation": "is",
                                                 "values": [{"type": parent_type, "id": parent_id}]})]);
-            let results = upstream.call("read", Some(read_args(entity, filter, false, 500, 1))).await?;
+            let results = upstream
+                .call("read", Some(read_args(entity, filter, false, 500, 1)))
+                .await?;
             let records = entities_of(&results)?;
             rows += records.len() as u64;
-            push_upserts(&mut ops, child_type, records.into_iter().map(|r| (r, true)).collect());
+            push_upserts(
+                &mut ops,
+                child_type,
+                records.into_iter().map(|r| (r, true)).collect(),
+            );
         }
         for (entity_type, id) in touched.retire {
-            ops.push(WriteOp::SetActive { entity_type, id, active: false, event_id: None });
+            ops.push(WriteOp::SetActive {
+                entity_type,
+                id,
+                active: false,
+                event_id: None,
+            });
             rows += 1;
         }
         if !ops.is_empty() {
-            writer.apply(Apply { ops, checkpoint: None }).await?;
+            writer
+                .apply(Apply {
+                    ops,
+                    checkpoint: None,
+                })
+                .await?;
         }
         Ok(rows)
     }
 }
 
-fn push_upserts(ops: &mut Vec<WriteOp>, entity_type: &str, fetched: Vec<(Map<String, Json>, bool)>) {
+fn push_upserts(
+    ops: &mut Vec<WriteOp>,
+    entity_type: &str,
+    fetched: Vec<(Map<String, Json>, bool)>,
+) {
     for active in [true, false] {
-        let records: Vec<_> = fetched.iter().filter(|(_, a)| *a == active).map(|(r, _)| r.clone()).collect();
+        let records: Vec<_> = fetched
+            .iter()
+            .filter(|(_, a)| *a == active)
+            .map(|(r, _)| r.clone())
+            .collect();
         if !records.is_empty() {
             ops.push(WriteOp::Upsert {
                 entity_type: entity_type.to_owned(),
@@ -299,11 +359,15 @@ impl Handler<AfterWrite> for WriteBack {
         let fut = async move {
             let mut touched = Touched::default();
             if msg.method == "batch" {
-                let (Some(items), Some(results)) = (msg.args.as_array(), msg.results.as_array()) else {
+                let (Some(items), Some(results)) = (msg.args.as_array(), msg.results.as_array())
+                else {
                     return Ok(0);
                 };
                 for (item, result) in items.iter().zip(results) {
-                    let kind = item.get("request_type").and_then(Json::as_str).unwrap_or_default();
+                    let kind = item
+                        .get("request_type")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default();
                     touched_by_item(&reader, &schema, kind, item, result, &mut touched).await?;
                 }
             } else {
@@ -312,7 +376,15 @@ impl Handler<AfterWrite> for WriteBack {
                     Json::Array(list) if list.len() == 1 => list[0].clone(),
                     other => other.clone(),
                 };
-                touched_by_item(&reader, &schema, &msg.method, &msg.args, &result, &mut touched).await?;
+                touched_by_item(
+                    &reader,
+                    &schema,
+                    &msg.method,
+                    &msg.args,
+                    &result,
+                    &mut touched,
+                )
+                .await?;
             }
             WriteBack::apply_touched(&upstream, &writer, &schema, touched).await
         };
@@ -342,7 +414,9 @@ impl Handler<AfterRead> for WriteBack {
         let writer = self.writer.clone();
         let schema = self.cache.view().schema;
         let fut = async move {
-            let Some(entity) = schema.types.get(&msg.entity_type) else { return Ok(0) };
+            let Some(entity) = schema.types.get(&msg.entity_type) else {
+                return Ok(0);
+            };
             let records = entities_of(&msg.results)?;
             // Partial records can only be ordered by their `updated_at`.
             let partial: Vec<Map<String, Json>> = records
@@ -360,7 +434,12 @@ impl Handler<AfterRead> for WriteBack {
                 active: None,
                 event_id: None,
             };
-            let outcome = writer.apply(Apply { ops: vec![op], checkpoint: None }).await?;
+            let outcome = writer
+                .apply(Apply {
+                    ops: vec![op],
+                    checkpoint: None,
+                })
+                .await?;
             let mut rows = outcome.rows_written;
             // Rows the cache does not have: read them whole.
             let missing: Vec<i64> = outcome.missing.iter().map(|(_, id)| *id).collect();
@@ -369,7 +448,12 @@ impl Handler<AfterRead> for WriteBack {
                 rows += fetched.len() as u64;
                 let mut ops = Vec::new();
                 push_upserts(&mut ops, &msg.entity_type, fetched);
-                writer.apply(Apply { ops, checkpoint: None }).await?;
+                writer
+                    .apply(Apply {
+                        ops,
+                        checkpoint: None,
+                    })
+                    .await?;
             }
             Ok(rows)
         };

@@ -105,3 +105,28 @@ pub mod site_info {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The verifier's log of real mismatches (see `actors::verifier`), newest last.
+pub mod verification {
+    use sea_orm::entity::prelude::*;
+
+    #[sea_orm::model]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sgcache_verification")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub created_at: String,
+        pub entity_type: String,
+        /// `mismatch` (real mismatches only are logged).
+        pub outcome: String,
+        /// The client's read arguments (JSON).
+        pub request: String,
+        /// A compact diff (JSON list).
+        pub diff: String,
+        /// JSON list of the ids involved.
+        pub entity_ids: String,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -22,7 +22,9 @@ use serde_json::{Map, Value as Json};
 use tracing::{debug, warn};
 
 use super::StoreError;
-use super::entities::{entity_state, event_cursor, schema_field, schema_snapshot, site_info};
+use super::entities::{
+    entity_state, event_cursor, schema_field, schema_snapshot, site_info, verification,
+};
 use crate::schema::{
     Backend, CachedEntity, CachedField, CachedSchema, ColumnLayout, DdlPlan, values,
 };
@@ -80,6 +82,15 @@ pub enum WriteOp {
     },
     /// A site fact kept across restarts (e.g. the `info` reply).
     SiteInfo { key: String, value: Json },
+    /// A row of the verification log (`sgcache_verification`): a read whose cached answer
+    /// differed from the site's.
+    Verification {
+        entity_type: String,
+        outcome: String,
+        request: Json,
+        diff: Json,
+        entity_ids: Vec<i64>,
+    },
 }
 
 /// Fields of `sgcache_entity_state` to change; `None` leaves a column alone.
@@ -658,6 +669,25 @@ async fn apply_ops(
                     .exec(tx)
                     .await?;
             }
+            WriteOp::Verification {
+                entity_type,
+                outcome,
+                request,
+                diff,
+                entity_ids,
+            } => {
+                verification::ActiveModel {
+                    created_at: Set(now.clone()),
+                    entity_type: Set(entity_type.clone()),
+                    outcome: Set(outcome.clone()),
+                    request: Set(request.to_string()),
+                    diff: Set(diff.to_string()),
+                    entity_ids: Set(Json::from(entity_ids.clone()).to_string()),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?;
+            }
         }
     }
     if let Some(Checkpoint::Events {
@@ -762,8 +792,7 @@ fn push_field(
                 Some((t, i)) => (Some(t), Some(i)),
                 None => (None, None),
             };
-            row.columns
-                .push((type_column.clone(), Value::String(t)));
+            row.columns.push((type_column.clone(), Value::String(t)));
             row.columns.push((id_column.clone(), Value::BigInt(i)));
         }
         ColumnLayout::MultiEntity { table } => {

@@ -17,14 +17,15 @@ use serde_json::{Value as Json, json};
 use tracing::{info, warn};
 
 use crate::actors::site_info::SiteInfoState;
+use crate::actors::verifier::{VerifierHandle, VerifyJob};
 use crate::actors::write_back::{AfterRead, AfterWrite, WriteBack, WriteBackStats};
 use crate::api3::read::ReadRequest;
 use crate::db::Pools;
 use crate::error::ApiError;
+use crate::http::auth::{AuthDecision, AuthGate};
 use crate::metrics::Served;
 use crate::query::{Decision, plan_read};
 use crate::state::CacheState;
-use crate::http::auth::{AuthDecision, AuthGate};
 use crate::upstream::passthrough::{PassThrough, Validation};
 
 /// What the endpoint needs, shared by all workers.
@@ -38,6 +39,8 @@ pub struct Api3State {
     pub write_back_stats: Arc<WriteBackStats>,
     pub stats: Arc<RequestStats>,
     pub auth: Arc<AuthGate>,
+    /// Locally answered reads to re-run against the site (`None`: verification off).
+    pub verifier: Option<VerifierHandle>,
 }
 
 /// Methods whose success changes entities: their effect is written back before answering.
@@ -79,7 +82,9 @@ impl RequestStats {
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("sgcache: reading the request body failed: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("sgcache: reading the request body failed: {e}"))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::bad_request(format!(
                 "sgcache: the request body exceeds {limit} bytes (server.max_body_bytes)"
@@ -119,29 +124,52 @@ pub async fn api3(
         }
     };
     let Some(method) = envelope.get("method_name").and_then(Json::as_str) else {
-        return fault_response(&state, ApiError::bad_request("sgcache: the request has no method_name string"));
+        return fault_response(
+            &state,
+            ApiError::bad_request("sgcache: the request has no method_name string"),
+        );
     };
     let method = method.to_owned();
     RequestStats::count(&state.stats.by_method, &method);
     let params = match envelope.get("params") {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Array(params)) => params.clone(),
-        Some(_) => return fault_response(&state, ApiError::bad_request("sgcache: params must be a list")),
+        Some(_) => {
+            return fault_response(
+                &state,
+                ApiError::bad_request("sgcache: params must be a list"),
+            );
+        }
     };
 
     match method.as_str() {
         "info" => match state.site_info.reply() {
             Some(reply) => {
                 state.stats.local.fetch_add(1, Ordering::Relaxed);
-                state.stats.metrics.observe("info", Served::Local, started.elapsed());
+                state
+                    .stats
+                    .metrics
+                    .observe("info", Served::Local, started.elapsed());
                 results(reply)
             }
-            None => forward(&req, body, &state, &pass, &method, None, "info_unknown", started)
+            None => {
+                forward(
+                    &req,
+                    body,
+                    &state,
+                    &pass,
+                    &method,
+                    None,
+                    "info_unknown",
+                    started,
+                )
                 .await
-                .0,
+                .0
+            }
         },
         m if WRITE_METHODS.contains(&m) => {
-            let (response, results) = forward(&req, body, &state, &pass, &method, None, "write", started).await;
+            let (response, results) =
+                forward(&req, body, &state, &pass, &method, None, "write", started).await;
             if let (Some(results), Some(args)) = (results, params.get(1)) {
                 write_back(&state, &method, args.clone(), results).await;
             }
@@ -149,33 +177,88 @@ pub async fn api3(
         }
         "read" => {
             let Some(args) = params.get(1) else {
-                return fault_response(&state, ApiError::bad_request("sgcache: read needs its parameters (params[1])"));
+                return fault_response(
+                    &state,
+                    ApiError::bad_request("sgcache: read needs its parameters (params[1])"),
+                );
             };
             let request = match ReadRequest::parse(args) {
                 Ok(r) => r,
                 Err(fault) => return fault_response(&state, fault),
             };
             let view = state.cache.view();
-            let decision = plan_read(&request, &view.schema, &view.site, &view.complete, state.pools.backend);
+            let decision = plan_read(
+                &request,
+                &view.schema,
+                &view.site,
+                &view.complete,
+                state.pools.backend,
+            );
             match decision {
                 Err(fault) => fault_response(&state, fault),
                 Ok(Decision::PassThrough(reason)) => {
-                    pass_read(&req, body, &state, &pass, &request.entity_type, reason.label(), started).await
+                    pass_read(
+                        &req,
+                        body,
+                        &state,
+                        &pass,
+                        &request.entity_type,
+                        reason.label(),
+                        started,
+                    )
+                    .await
                 }
                 // A write of this type is still being written back: the site has the truth.
                 Ok(Decision::Local(_)) if state.cache.has_pending_write(&request.entity_type) => {
-                    pass_read(&req, body, &state, &pass, &request.entity_type, "pending_write", started).await
+                    pass_read(
+                        &req,
+                        body,
+                        &state,
+                        &pass,
+                        &request.entity_type,
+                        "pending_write",
+                        started,
+                    )
+                    .await
                 }
                 Ok(Decision::Local(compiled)) => {
                     let auth = params.first().cloned().unwrap_or(Json::Null);
-                    if let Some(refusal) = authorize(&req, &body, &state, &pass, &auth, &request.entity_type, started).await {
+                    if let Some(refusal) = authorize(
+                        &req,
+                        &body,
+                        &state,
+                        &pass,
+                        &auth,
+                        &request.entity_type,
+                        started,
+                    )
+                    .await
+                    {
                         return refusal;
                     }
+                    let answered_at = chrono::Utc::now();
                     match crate::query::execute(&compiled, &state.pools.reader).await {
                         Ok(value) => {
+                            // A copy for the verifier: never waits (a full queue drops it).
+                            if let Some(verifier) = &state.verifier
+                                && verifier.wants()
+                            {
+                                verifier.offer(VerifyJob {
+                                    entity_type: request.entity_type.clone(),
+                                    args: args.clone(),
+                                    response: value.clone(),
+                                    answered_at,
+                                });
+                            }
                             state.stats.local.fetch_add(1, Ordering::Relaxed);
-                            state.stats.metrics.observe("read", Served::Local, started.elapsed());
-                            let count = value.get("entities").and_then(Json::as_array).map_or(0, Vec::len);
+                            state
+                                .stats
+                                .metrics
+                                .observe("read", Served::Local, started.elapsed());
+                            let count = value
+                                .get("entities")
+                                .and_then(Json::as_array)
+                                .map_or(0, Vec::len);
                             info!(method, entity_type = %request.entity_type, served = "local", entities = count,
                                   elapsed_ms = started.elapsed().as_millis() as u64, "api3");
                             results(value)
@@ -183,16 +266,34 @@ pub async fn api3(
                         Err(e) => {
                             // The database failed: the site can still answer.
                             warn!(error = %e, entity_type = %request.entity_type, "local read failed, passing through");
-                            pass_read(&req, body, &state, &pass, &request.entity_type, "local_error", started).await
+                            pass_read(
+                                &req,
+                                body,
+                                &state,
+                                &pass,
+                                &request.entity_type,
+                                "local_error",
+                                started,
+                            )
+                            .await
                         }
                     }
                 }
             }
         }
         _ => {
-            forward(&req, body, &state, &pass, &method, None, "not_cached_method", started)
-                .await
-                .0
+            forward(
+                &req,
+                body,
+                &state,
+                &pass,
+                &method,
+                None,
+                "not_cached_method",
+                started,
+            )
+            .await
+            .0
         }
     }
 }
@@ -210,7 +311,10 @@ async fn authorize(
     started: Instant,
 ) -> Option<HttpResponse> {
     let creds = state.auth.credentials(auth);
-    match state.auth.decide(creds.as_ref(), state.site_info.reachable()) {
+    match state
+        .auth
+        .decide(creds.as_ref(), state.site_info.reachable())
+    {
         AuthDecision::Local => None,
         AuthDecision::PassThrough(reason) => {
             Some(pass_read(req, body.clone(), state, pass, entity_type, reason, started).await)
@@ -229,7 +333,18 @@ async fn authorize(
                 }
                 Validation::Unreachable(_) => {
                     state.site_info.set_reachable(false);
-                    Some(pass_read(req, body.clone(), state, pass, entity_type, "credentials_unverified", started).await)
+                    Some(
+                        pass_read(
+                            req,
+                            body.clone(),
+                            state,
+                            pass,
+                            entity_type,
+                            "credentials_unverified",
+                            started,
+                        )
+                        .await,
+                    )
                 }
             }
         }
@@ -247,12 +362,29 @@ async fn pass_read(
     reason: &str,
     started: Instant,
 ) -> HttpResponse {
-    let (response, results) = forward(req, body, state, pass, "read", Some(entity_type), reason, started).await;
+    let (response, results) = forward(
+        req,
+        body,
+        state,
+        pass,
+        "read",
+        Some(entity_type),
+        reason,
+        started,
+    )
+    .await;
     if let Some(results) = results
         && state.cache.view().schema.types.contains_key(entity_type)
     {
-        state.stats.metrics.write_backs_sent.fetch_add(1, Ordering::Relaxed);
-        let msg = AfterRead { entity_type: entity_type.to_owned(), results };
+        state
+            .stats
+            .metrics
+            .write_backs_sent
+            .fetch_add(1, Ordering::Relaxed);
+        let msg = AfterRead {
+            entity_type: entity_type.to_owned(),
+            results,
+        };
         let addr = state.write_back.clone();
         actix_web::rt::spawn(async move {
             let _ = addr.send(msg).await;
@@ -264,7 +396,9 @@ async fn pass_read(
 /// Entity types a write request names.
 fn written_types(method: &str, args: &Json) -> BTreeSet<String> {
     let items: Vec<&Json> = if method == "batch" {
-        args.as_array().map(|a| a.iter().collect()).unwrap_or_default()
+        args.as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
     } else {
         vec![args]
     };
@@ -286,8 +420,16 @@ async fn write_back(state: &Api3State, method: &str, args: Json, results: Json) 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let addr = state.write_back.clone();
     let cache = state.cache.clone();
-    let msg = AfterWrite { method: method.to_owned(), args, results };
-    state.stats.metrics.write_backs_sent.fetch_add(1, Ordering::Relaxed);
+    let msg = AfterWrite {
+        method: method.to_owned(),
+        args,
+        results,
+    };
+    state
+        .stats
+        .metrics
+        .write_backs_sent
+        .fetch_add(1, Ordering::Relaxed);
     // Spawned so that it completes even when the wait below gives up.
     actix_web::rt::spawn(async move {
         let outcome = addr.send(msg).await;
@@ -296,9 +438,19 @@ async fn write_back(state: &Api3State, method: &str, args: Json, results: Json) 
         }
         let _ = done_tx.send(outcome);
     });
-    if actix_web::rt::time::timeout(state.write_back_wait, done_rx).await.is_err() {
-        state.write_back_stats.wait_exceeded.fetch_add(1, Ordering::Relaxed);
-        warn!(method, wait_ms = state.write_back_wait.as_millis() as u64, "write-back still running; answering the client");
+    if actix_web::rt::time::timeout(state.write_back_wait, done_rx)
+        .await
+        .is_err()
+    {
+        state
+            .write_back_stats
+            .wait_exceeded
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(
+            method,
+            wait_ms = state.write_back_wait.as_millis() as u64,
+            "write-back still running; answering the client"
+        );
     }
 }
 
@@ -323,12 +475,22 @@ async fn forward(
     state.stats.passed_through.fetch_add(1, Ordering::Relaxed);
     RequestStats::count(&state.stats.pass_reasons, reason);
     let forwarded = pass.forward(req, body).await;
-    state.stats.metrics.observe(method, Served::PassThrough, started.elapsed());
+    state
+        .stats
+        .metrics
+        .observe(method, Served::PassThrough, started.elapsed());
     match forwarded {
         Ok(forwarded) => {
             state.site_info.set_reachable(true);
-            info!(method, entity_type, served = "pass_through", reason, status = forwarded.status,
-                  elapsed_ms = started.elapsed().as_millis() as u64, "api3");
+            info!(
+                method,
+                entity_type,
+                served = "pass_through",
+                reason,
+                status = forwarded.status,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "api3"
+            );
             let results = (forwarded.status == 200)
                 .then(|| serde_json::from_slice::<Json>(&forwarded.body).ok())
                 .flatten()

@@ -86,7 +86,10 @@ impl AuthGate {
         let text = |k: &str| auth.get(k).and_then(Json::as_str);
         let (identity, secrets): (Identity, Vec<&str>) =
             if let (Some(login), Some(password)) = (text("user_login"), text("user_password")) {
-                (Identity::User(login.to_owned()), vec!["user", login, password, text("auth_token").unwrap_or("")])
+                (
+                    Identity::User(login.to_owned()),
+                    vec!["user", login, password, text("auth_token").unwrap_or("")],
+                )
             } else if let (Some(name), Some(key)) = (text("script_name"), text("script_key")) {
                 (Identity::Script(name.to_owned()), vec!["script", name, key])
             } else if let Some(token) = text("session_token") {
@@ -129,10 +132,18 @@ impl AuthGate {
         if !self.trusted(creds) {
             return AuthDecision::PassThrough("caller_not_trusted");
         }
-        let verdict = self.verdicts.lock().ok().and_then(|v| v.get(&creds.digest).cloned());
+        let verdict = self
+            .verdicts
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&creds.digest).cloned());
         match verdict {
-            Some(Verdict::Accepted(at)) if at.elapsed() < self.ttl || !site_reachable => AuthDecision::Local,
-            Some(Verdict::Rejected(at, fault)) if at.elapsed() < self.rejection_ttl => AuthDecision::Reject(fault),
+            Some(Verdict::Accepted(at)) if at.elapsed() < self.ttl || !site_reachable => {
+                AuthDecision::Local
+            }
+            Some(Verdict::Rejected(at, fault)) if at.elapsed() < self.rejection_ttl => {
+                AuthDecision::Reject(fault)
+            }
             _ if site_reachable => AuthDecision::Validate,
             _ => AuthDecision::PassThrough("credentials_unverified"),
         }
@@ -187,29 +198,55 @@ mod tests {
     #[test]
     fn only_trusted_callers_with_accepted_credentials_are_local() {
         let gate = gate();
-        let script = gate.credentials(&json!({"script_name": "pipeline", "script_key": "k"})).expect("creds");
+        let script = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "k"}))
+            .expect("creds");
         assert_eq!(gate.decide(Some(&script), true), AuthDecision::Validate);
         gate.record(&script, Ok(()));
         assert_eq!(gate.decide(Some(&script), true), AuthDecision::Local);
 
-        let other = gate.credentials(&json!({"script_name": "artist_tool", "script_key": "k"})).expect("creds");
-        assert_eq!(gate.decide(Some(&other), true), AuthDecision::PassThrough("caller_not_trusted"));
-        let sudo = gate
-            .credentials(&json!({"script_name": "pipeline", "script_key": "k", "sudo_as_login": "bob"}))
+        let other = gate
+            .credentials(&json!({"script_name": "artist_tool", "script_key": "k"}))
             .expect("creds");
-        assert_eq!(gate.decide(Some(&sudo), true), AuthDecision::PassThrough("caller_not_trusted"));
-        let alice = gate.credentials(&json!({"user_login": "alice", "user_password": "pw"})).expect("creds");
+        assert_eq!(
+            gate.decide(Some(&other), true),
+            AuthDecision::PassThrough("caller_not_trusted")
+        );
+        let sudo = gate
+            .credentials(
+                &json!({"script_name": "pipeline", "script_key": "k", "sudo_as_login": "bob"}),
+            )
+            .expect("creds");
+        assert_eq!(
+            gate.decide(Some(&sudo), true),
+            AuthDecision::PassThrough("caller_not_trusted")
+        );
+        let alice = gate
+            .credentials(&json!({"user_login": "alice", "user_password": "pw"}))
+            .expect("creds");
         assert_eq!(gate.decide(Some(&alice), true), AuthDecision::Validate);
-        let session = gate.credentials(&json!({"session_token": "t"})).expect("creds");
-        assert_eq!(gate.decide(Some(&session), true), AuthDecision::PassThrough("caller_not_trusted"));
-        assert_eq!(gate.decide(None, true), AuthDecision::PassThrough("no_credentials"));
+        let session = gate
+            .credentials(&json!({"session_token": "t"}))
+            .expect("creds");
+        assert_eq!(
+            gate.decide(Some(&session), true),
+            AuthDecision::PassThrough("caller_not_trusted")
+        );
+        assert_eq!(
+            gate.decide(None, true),
+            AuthDecision::PassThrough("no_credentials")
+        );
     }
 
     #[test]
     fn a_wrong_key_is_a_different_credential_and_rejections_are_remembered() {
         let gate = gate();
-        let good = gate.credentials(&json!({"script_name": "pipeline", "script_key": "right"})).expect("creds");
-        let bad = gate.credentials(&json!({"script_name": "pipeline", "script_key": "wrong"})).expect("creds");
+        let good = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "right"}))
+            .expect("creds");
+        let bad = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "wrong"}))
+            .expect("creds");
         gate.record(&good, Ok(()));
         assert_eq!(gate.decide(Some(&bad), true), AuthDecision::Validate);
         let fault = ApiError::authentication("Can't authenticate script 'pipeline'");
@@ -224,18 +261,35 @@ mod tests {
         config.shotgun.script_name = "pipeline".into();
         config.auth.ttl = Duration::ZERO;
         let gate = AuthGate::new(&config);
-        let known = gate.credentials(&json!({"script_name": "pipeline", "script_key": "k"})).expect("creds");
+        let known = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "k"}))
+            .expect("creds");
         gate.record(&known, Ok(()));
-        assert_eq!(gate.decide(Some(&known), true), AuthDecision::Validate, "expired: check again");
-        assert_eq!(gate.decide(Some(&known), false), AuthDecision::Local, "site down: accepted before");
-        let unknown = gate.credentials(&json!({"script_name": "pipeline", "script_key": "other"})).expect("creds");
-        assert_eq!(gate.decide(Some(&unknown), false), AuthDecision::PassThrough("credentials_unverified"));
+        assert_eq!(
+            gate.decide(Some(&known), true),
+            AuthDecision::Validate,
+            "expired: check again"
+        );
+        assert_eq!(
+            gate.decide(Some(&known), false),
+            AuthDecision::Local,
+            "site down: accepted before"
+        );
+        let unknown = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "other"}))
+            .expect("creds");
+        assert_eq!(
+            gate.decide(Some(&unknown), false),
+            AuthDecision::PassThrough("credentials_unverified")
+        );
     }
 
     #[test]
     fn secrets_do_not_appear_in_credentials() {
         let gate = gate();
-        let creds = gate.credentials(&json!({"script_name": "pipeline", "script_key": "hunter2"})).expect("creds");
+        let creds = gate
+            .credentials(&json!({"script_name": "pipeline", "script_key": "hunter2"}))
+            .expect("creds");
         assert!(!format!("{creds:?}").contains("hunter2"));
     }
 }

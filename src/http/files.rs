@@ -66,8 +66,14 @@ fn target(site: &str, req: &HttpRequest) -> String {
 }
 
 /// Streams the request to the site and the site's answer back.
-pub async fn proxy(req: HttpRequest, payload: web::Payload, proxy: web::Data<FileProxy>) -> HttpResponse {
-    let mut upstream = proxy.client.request(req.method().clone(), target(&proxy.site, &req));
+pub async fn proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    proxy: web::Data<FileProxy>,
+) -> HttpResponse {
+    let mut upstream = proxy
+        .client
+        .request(req.method().clone(), target(&proxy.site, &req));
     for (name, value) in req.headers() {
         if forwarded(name) {
             upstream = upstream.append_header((name.clone(), value.clone()));
@@ -87,7 +93,11 @@ pub async fn proxy(req: HttpRequest, payload: web::Payload, proxy: web::Data<Fil
             out.append_header((name.clone(), value.clone()));
         }
     }
-    match response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+    match response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
         // Keep the length the site announced (clients show progress with it).
         Some(len) => out.body(actix_web::body::SizedStream::new(len, response)),
         None => out.streaming(response),

@@ -74,7 +74,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);
@@ -222,8 +222,13 @@ pub fn render(doc: &Json) -> String {
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Event lag</h2><div class=\"big\">{}</div>\
-         <div class=\"sub\">checkpoint {} · newest seen {} · open gaps {}</div></section>",
+         <div class=\"sub\">{}checkpoint {} · newest seen {} · open gaps {}</div></section>",
         lag.map_or_else(|| "—".to_owned(), duration),
+        if lag.is_none() {
+            "no event applied yet · "
+        } else {
+            ""
+        },
         show(&poller["checkpoint"]),
         show(&poller["newest_event_seen"]),
         show(&poller["open_gaps"]),
@@ -295,22 +300,52 @@ pub fn render(doc: &Json) -> String {
     let verifier = &doc["actors"]["verifier"];
     let _ = write!(h, "<section class=\"card\"><h2>Verification</h2>");
     if verifier["enabled"] == true {
+        // The verifier's `/status` figures (`actors::verifier::VerifierStats::snapshot`).
         let _ = write!(
             h,
-            "<div class=\"big\">{}</div><div class=\"sub\">mismatches of {} sampled reads</div>",
-            show(&verifier["mismatches"]),
-            show(&verifier["handled"]),
+            "<div class=\"big\">{}</div><div class=\"sub\">mismatches of {} verified reads \
+             ({}) · {} healed</div>",
+            show(&verifier["mismatched"]),
+            show(&verifier["verified"]),
+            show(&verifier["mode"]),
+            show(&verifier["healed"]),
         );
+        if let Some(recent) = verifier["recent_mismatches"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+        {
+            let _ = write!(h, "<ul class=\"sub\">");
+            for m in recent.iter().take(3) {
+                let fields = m["fields"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(Json::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let _ = write!(
+                    h,
+                    "<li>{} {} · {} · {}</li>",
+                    show(&m["entity_type"]),
+                    show(&m["entity_ids"]),
+                    esc(&fields),
+                    show(&m["at"]),
+                );
+            }
+            let _ = write!(h, "</ul>");
+        }
     } else {
         let _ = write!(h, "<span class=\"badge off\">verification off</span>");
     }
     let _ = write!(h, "</section>");
 
-    // Cache size.
+    // Cache size, write-back, scanner, schema.
     let cache = &doc["cache"];
     let _ = write!(
         h,
-        "<section class=\"card wide\"><h2>Cache</h2><div class=\"big\">{}</div>\
+        "<section class=\"card\"><h2>Cache</h2><div class=\"big\">{}</div>\
          <div class=\"sub\">database size · {} of {} types complete · measured {}</div></section>",
         cache["database_bytes"]
             .as_u64()
@@ -318,6 +353,43 @@ pub fn render(doc: &Json) -> String {
         show(&doc["schema"]["complete_types"]),
         show(&doc["schema"]["cached_types"]),
         show(&cache["measured_at"]),
+    );
+    let wb = &doc["actors"]["write_back"];
+    let _ = write!(
+        h,
+        "<section class=\"card\"><h2>Write-back</h2><div class=\"big\">{}</div>\
+         <div class=\"sub\">client writes cached · {} passed-through reads · {} answered before \
+         their write-back (write_back_wait)</div></section>",
+        show(&wb["writes"]),
+        show(&wb["passed_through_reads"]),
+        show(&wb["wait_exceeded"]),
+    );
+    let scanner = &doc["actors"]["scanner"];
+    let _ = write!(
+        h,
+        "<section class=\"card\"><h2>Scanner</h2><div class=\"big\">{}</div>\
+         <div class=\"sub\">{} full · {} incremental scans · next run {}</div></section>",
+        if scanner["running"] == true {
+            "scanning"
+        } else {
+            "idle"
+        },
+        show(&scanner["full_scans"]),
+        show(&scanner["incremental_scans"]),
+        show(&scanner["next_run_at"]),
+    );
+    let loader = &doc["actors"]["schema_loader"];
+    let _ = write!(
+        h,
+        "<section class=\"card\"><h2>Schema</h2><div class=\"big\">{}</div>\
+         <div class=\"sub\">source {} · loaded {}</div></section>",
+        if doc["schema"]["loaded"] == true {
+            "loaded"
+        } else {
+            "not loaded"
+        },
+        show(&loader["source"]),
+        show(&loader["loaded_at"]),
     );
 
     // Per-type completeness.

@@ -11,13 +11,14 @@ use crate::actors::event_poller::EventPollerStats;
 use crate::actors::scanner::ScannerStats;
 use crate::actors::schema_loader::SchemaLoaderStats;
 use crate::actors::site_info::SiteInfoState;
+use crate::actors::verifier::VerifierStats;
 use crate::actors::write_back::WriteBackStats;
-use crate::http::api3::RequestStats;
+use crate::db::Pools;
 use crate::db::writer::WriterStats;
+use crate::http::api3::RequestStats;
+use crate::metrics::{CacheSizes, Served};
 use crate::schema::{Backend, ColumnLayout};
 use crate::state::CacheState;
-use crate::db::Pools;
-use crate::metrics::{CacheSizes, Served};
 
 /// Everything `/status` reads, shared with the running actors.
 pub struct StatusSources {
@@ -33,6 +34,8 @@ pub struct StatusSources {
     pub event_poller: Arc<EventPollerStats>,
     pub requests: Arc<RequestStats>,
     pub write_back: Arc<WriteBackStats>,
+    /// The verifier's figures (`mode` off: nothing is verified).
+    pub verifier: Arc<VerifierStats>,
     pub site_info: Arc<SiteInfoState>,
     /// The reader pool: row counts and the database size ([`CacheSizes`]), `/readyz`.
     pub pools: Pools,
@@ -64,7 +67,10 @@ impl StatusSources {
         let mut requests = self.requests.snapshot();
         let ops = &self.requests.metrics;
         if let Some(map) = requests.as_object_mut() {
-            map.insert("in_flight".into(), ops.in_flight.load(Ordering::Relaxed).max(0).into());
+            map.insert(
+                "in_flight".into(),
+                ops.in_flight.load(Ordering::Relaxed).max(0).into(),
+            );
         }
         let latency = json!({
             "read": {
@@ -137,7 +143,7 @@ impl StatusSources {
                 "event_poller": self.event_poller.snapshot(),
                 "write_back": self.write_back.snapshot(),
                 "site_info": self.site_info.stats.snapshot(),
-                "verifier": { "enabled": false, "note": "verification off" },
+                "verifier": self.verifier.snapshot(),
             },
         })
     }

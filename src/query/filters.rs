@@ -190,8 +190,22 @@ fn is_date(s: &str) -> bool {
     s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
 }
 
+/// Stored values are four-digit years: bounds outside 0000..=9999 are clamped so that text
+/// comparison keeps working.
 fn fmt_date(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    match d.year() {
+        y if y > 9999 => "9999-12-31".to_owned(),
+        y if y < 0 => "0000-01-01".to_owned(),
+        _ => d.format("%Y-%m-%d").to_string(),
+    }
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    match t.year() {
+        y if y > 9999 => "9999-12-31T23:59:59Z".to_owned(),
+        y if y < 0 => "0000-01-01T00:00:00Z".to_owned(),
+        _ => crate::time::format(t),
+    }
 }
 
 /// A link value `{type, id, ...}`.
@@ -739,19 +753,24 @@ impl<'a> Compiler<'a> {
                     ));
                 };
                 let d = match unit {
-                    "HOUR" => Duration::hours(n),
-                    "DAY" => Duration::days(n),
-                    "WEEK" => Duration::weeks(n),
-                    "MONTH" => Duration::days(30 * n),
-                    "YEAR" => Duration::days(365 * n),
+                    "HOUR" => Duration::try_hours(n),
+                    "DAY" => Duration::try_days(n),
+                    "WEEK" => Duration::try_weeks(n),
+                    "MONTH" => n.checked_mul(30).and_then(Duration::try_days),
+                    "YEAR" => n.checked_mul(365).and_then(Duration::try_days),
                     _ => return Err(unsupported_value("unit")),
                 };
-                let (from, to) = if rel == Rel::InLast {
-                    (self.now - d, self.now)
-                } else {
-                    (self.now, self.now + d)
+                let window = d.and_then(|d| {
+                    if rel == Rel::InLast {
+                        Some((self.now.checked_sub_signed(d)?, self.now))
+                    } else {
+                        Some((self.now, self.now.checked_add_signed(d)?))
+                    }
+                });
+                let Some((from, to)) = window else {
+                    return Err(unsupported_value("time window out of range"));
                 };
-                Ok(self.time_window(kind, column, from, to, true))
+                Ok(self.time_window(kind, column, from, to))
             }
             Rel::InCalendar(unit) => {
                 let Some(off) = first.and_then(Json::as_i64) else {
@@ -763,10 +782,8 @@ impl<'a> Compiler<'a> {
                     FieldKind::Date => self.range(column, fmt_date(start), fmt_date(end), false),
                     _ => self.range(
                         column,
-                        crate::time::format(
-                            start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
-                        ),
-                        crate::time::format(end.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+                        fmt_time(start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+                        fmt_time(end.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
                         false,
                     ),
                 })
@@ -782,9 +799,8 @@ impl<'a> Compiler<'a> {
         column: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        _incl: bool,
     ) -> Sql {
-        let (from, to) = if from <= to { (from, to) } else { (to, from) };
+        // A negative count gives from > to: an empty window, as on the site.
         if kind == FieldKind::Date {
             // Dates d with from <= midnight(d) <= to.
             let mut lo = from.date_naive();
@@ -794,12 +810,7 @@ impl<'a> Compiler<'a> {
             let hi = to.date_naive();
             self.range(column, fmt_date(lo), fmt_date(hi), true)
         } else {
-            self.range(
-                column,
-                crate::time::format(from),
-                crate::time::format(to),
-                true,
-            )
+            self.range(column, fmt_time(from), fmt_time(to), true)
         }
     }
 }
@@ -822,15 +833,15 @@ fn calendar_period(now: DateTime<Utc>, unit: CalUnit, off: i64) -> Option<(Naive
             let s = if off >= 0 {
                 first.checked_add_months(Months::new(u32::try_from(off).ok()?))?
             } else {
-                first.checked_sub_months(Months::new(u32::try_from(-off).ok()?))?
+                first.checked_sub_months(Months::new(u32::try_from(off.checked_neg()?).ok()?))?
             };
             (s, s.checked_add_months(Months::new(1))?)
         }
         CalUnit::Year => {
-            let y = i32::try_from(today.year() as i64 + off).ok()?;
+            let y = i32::try_from((today.year() as i64).checked_add(off)?).ok()?;
             (
                 NaiveDate::from_ymd_opt(y, 1, 1)?,
-                NaiveDate::from_ymd_opt(y + 1, 1, 1)?,
+                NaiveDate::from_ymd_opt(y.checked_add(1)?, 1, 1)?,
             )
         }
     })
@@ -865,5 +876,22 @@ mod tests {
             calendar_period(now, CalUnit::Year, 1),
             Some((d("2025-01-01"), d("2026-01-01")))
         );
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    #[test]
+    fn clamps_out_of_range_bounds() {
+        let t = crate::time::parse("2024-03-06T12:00:00Z").unwrap();
+        assert_eq!(fmt_time(t), "2024-03-06T12:00:00Z");
+        let far = t + Duration::days(365 * 9000);
+        assert_eq!(fmt_time(far), "9999-12-31T23:59:59Z");
+        assert_eq!(fmt_date(far.date_naive()), "9999-12-31");
+        assert_eq!(calendar_period(t, CalUnit::Year, i64::MAX), None);
+        assert_eq!(calendar_period(t, CalUnit::Day, i64::MIN), None);
+        assert_eq!(calendar_period(t, CalUnit::Month, i64::MIN), None);
     }
 }

@@ -276,13 +276,15 @@ mod tests {
         let c = local(args.clone());
         let (sqlite, values) = c.page.render(Dialect::Sqlite);
         let expected = concat!(
-            "SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"code\" AS \"c0\", ",
+            "SELECT p.\"_id\" AS \"_id\", p.\"_total\" AS \"_total\", t0.\"code\" AS \"c0\", ",
             "t0.\"sg_sequence__type\" AS \"c1_t\", t0.\"sg_sequence__id\" AS \"c1_i\", ",
             "CASE WHEN t0.\"sg_sequence__type\" = ? THEN (SELECT n1.\"code\" FROM \"sequence\" n1 ",
             "WHERE n1.\"id\" = t0.\"sg_sequence__id\") ELSE CAST(NULL AS TEXT) END AS \"c1_n\" ",
+            "FROM (SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"sg_cut_in\" AS \"s0\" ",
             "FROM \"shot\" t0 WHERE t0.\"_active\" = ? AND ((LOWER(t0.\"code\") LIKE LOWER(?) ESCAPE '\\') ",
             "AND (NOT COALESCE((t0.\"sg_sequence__type\" = ? AND t0.\"sg_sequence__id\" = ?), FALSE))) ",
-            "ORDER BY t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?"
+            "ORDER BY t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?) p ",
+            "JOIN \"shot\" t0 ON t0.\"id\" = p.\"_id\" ORDER BY p.\"s0\" DESC NULLS LAST, p.\"_id\" ASC"
         );
         assert_eq!(sqlite, expected);
         assert_eq!(
@@ -319,5 +321,60 @@ mod tests {
             })
             .collect();
         assert_eq!(pg_sql, numbered);
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use crate::schema::selection::{SelectionRules, select};
+    use crate::schema::site::tests::fixture;
+    use serde_json::json;
+
+    /// Extreme values never panic: they compile or are passed through.
+    #[test]
+    fn extreme_values_do_not_panic() {
+        let site = fixture();
+        let rules = SelectionRules {
+            include: vec![
+                "Shot".into(),
+                "Task".into(),
+                "Sequence".into(),
+                "Project".into(),
+            ],
+            exclude: vec![],
+        };
+        let (cached, _) = select(&site, &rules).unwrap();
+        let complete: BTreeSet<String> = cached.types.keys().cloned().collect();
+        for values in [
+            json!([i64::MAX, "YEAR"]),
+            json!([i64::MIN, "HOUR"]),
+            json!([-3, "DAY"]),
+            json!([1e300, "DAY"]),
+            json!(["x", "DAY"]),
+            json!([1, "FORTNIGHT"]),
+            json!([]),
+            json!([null, null]),
+        ] {
+            for rel in [
+                "in_last",
+                "not_in_next",
+                "in_calendar_month",
+                "in_calendar_week",
+                "between",
+                "in",
+            ] {
+                for path in ["created_at", "due_date"] {
+                    let ty = if path == "due_date" { "Task" } else { "Shot" };
+                    let req = ReadRequest::parse(&json!({"type": ty,
+                        "filters": [{"path": path, "relation": rel, "values": values}],
+                        "paging": {"entities_per_page": 100_000, "current_page": 10_000_000}}))
+                    .unwrap();
+                    for backend in [Backend::Sqlite, Backend::Postgres] {
+                        let _ = plan_read(&req, &cached, &site, &complete, backend).unwrap();
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! Return fields, sorts and paging → the page SELECT and the COUNT.
 //!
+//! The page is one statement in two levels: an inner query filters, counts
+//! (`COUNT(*) OVER ()`, so the total and the page come from one snapshot), orders and cuts the
+//! page (ids and sort keys only); the outer query joins those ids back to the table and
+//! computes the return fields (link names, multi-entity lists, deep fields) for the page rows
+//! only, keeping the inner order. The separate COUNT is used only when the page is empty.
+//!
 //! Row order: the requested sorts, then `id` ascending. NULLs sort first ascending and last
 //! descending on both backends (`NULLS FIRST`/`NULLS LAST` spelled out). Case-insensitive text
 //! kinds sort by `LOWER(value)`; links sort by their display name (case-insensitive), then id.
@@ -106,10 +112,7 @@ pub fn build(
     filter: Sql,
 ) -> Result<Built, PlanError> {
     // Return fields.
-    let mut select = vec![
-        Sql::raw(format!("{ROOT}.\"id\" AS {}", ident(ID))),
-        Sql::raw(format!("COUNT(*) OVER () AS {}", ident(TOTAL))),
-    ];
+    let mut select: Vec<Sql> = Vec::new();
     let mut fields = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for key in &req.return_fields {
@@ -223,7 +226,7 @@ pub fn build(
                     }
                 );
                 let e = if text { c.dialect.bytewise(e) } else { e };
-                order.push(e.text(dir));
+                order.push((e, dir, text));
             }
             ColumnLayout::Entity {
                 type_column,
@@ -236,8 +239,8 @@ pub fn build(
                         .text(")")
                 });
                 let id = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, id_column)));
-                order.push(c.dialect.bytewise(name).text(dir));
-                order.push(id.text(dir));
+                order.push((c.dialect.bytewise(name), dir, true));
+                order.push((id, dir, false));
             }
             ColumnLayout::MultiEntity { .. } => {
                 return Err(PassReason::UnsupportedFeature(format!(
@@ -248,7 +251,6 @@ pub fn build(
             }
         }
     }
-    order.push(Sql::raw(format!("{ROOT}.\"id\" ASC")));
 
     let from_where = Sql::raw(format!(
         " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = ",
@@ -259,26 +261,48 @@ pub fn build(
     .push(filter.paren());
 
     let limit = i64::from(req.entities_per_page);
-    let offset = i64::from(req.current_page - 1) * limit;
-    let mut page = Sql::raw("SELECT ");
-    for (i, s) in select.into_iter().enumerate() {
-        if i > 0 {
-            page = page.text(", ");
-        }
-        page = page.push(s);
+    let offset = i64::from(req.current_page.saturating_sub(1)) * limit;
+    // The inner query picks the page (ids, window count, sort keys); the outer one computes
+    // the return fields for those rows only.
+    let mut inner = Sql::raw(format!(
+        "SELECT {ROOT}.\"id\" AS {}, COUNT(*) OVER () AS {}",
+        ident(ID),
+        ident(TOTAL)
+    ));
+    for (i, (e, _, _)) in order.iter().enumerate() {
+        inner = inner
+            .text(", ")
+            .push(e.clone())
+            .text(format!(" AS \"s{i}\""));
     }
-    page = page.push(from_where.clone()).text(" ORDER BY ");
-    for (i, o) in order.into_iter().enumerate() {
-        if i > 0 {
-            page = page.text(", ");
-        }
-        page = page.push(o);
+    inner = inner.push(from_where.clone()).text(" ORDER BY ");
+    for (e, dir, _) in &order {
+        inner = inner.push(e.clone()).text(format!("{dir}, "));
     }
-    let page = page
-        .text(" LIMIT ")
+    let inner = inner
+        .text(format!("{ROOT}.\"id\" ASC LIMIT "))
         .bind(limit)
         .text(" OFFSET ")
         .bind(offset);
+    let mut page = Sql::raw(format!(
+        "SELECT p.{id} AS {id}, p.{total} AS {total}",
+        id = ident(ID),
+        total = ident(TOTAL)
+    ));
+    for s in select {
+        page = page.text(", ").push(s);
+    }
+    page = page.text(" FROM (").push(inner).text(format!(
+        ") p JOIN {} {ROOT} ON {ROOT}.\"id\" = p.{} ORDER BY ",
+        ident(&root.table),
+        ident(ID)
+    ));
+    for (i, (_, dir, text)) in order.iter().enumerate() {
+        let key = Sql::raw(format!("p.\"s{i}\""));
+        let key = if *text { c.dialect.bytewise(key) } else { key };
+        page = page.push(key).text(format!("{dir}, "));
+    }
+    let page = page.text(format!("p.{} ASC", ident(ID)));
     let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where);
     Ok(Built {
         page,

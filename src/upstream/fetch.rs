@@ -13,7 +13,13 @@ pub fn and_filter(conditions: Vec<Json>) -> Json {
 }
 
 /// The `read` arguments for one page of `entity` with every cached field, sorted by id.
-pub fn read_args(entity: &CachedEntity, filters: Json, retired: bool, per_page: u32, page: u32) -> Json {
+pub fn read_args(
+    entity: &CachedEntity,
+    filters: Json,
+    retired: bool,
+    per_page: u32,
+    page: u32,
+) -> Json {
     let fields: Vec<&str> = entity.fields.keys().map(String::as_str).collect();
     json!({
         "type": entity.name,
@@ -51,21 +57,37 @@ pub async fn fetch_by_ids(
 ) -> Result<Vec<(Map<String, Json>, bool)>, UpstreamError> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_READ) {
-        let filter = and_filter(vec![json!({"path": "id", "relation": "in", "values": chunk})]);
+        let filter = and_filter(vec![
+            json!({"path": "id", "relation": "in", "values": chunk}),
+        ]);
         let active = entities_of(
             &client
-                .call("read", Some(read_args(entity, filter, false, IDS_PER_READ as u32, 1)))
+                .call(
+                    "read",
+                    Some(read_args(entity, filter, false, IDS_PER_READ as u32, 1)),
+                )
                 .await?,
         )?;
-        let seen: std::collections::BTreeSet<i64> =
-            active.iter().filter_map(|r| r.get("id").and_then(Json::as_i64)).collect();
-        let missing: Vec<i64> = chunk.iter().copied().filter(|id| !seen.contains(id)).collect();
+        let seen: std::collections::BTreeSet<i64> = active
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Json::as_i64))
+            .collect();
+        let missing: Vec<i64> = chunk
+            .iter()
+            .copied()
+            .filter(|id| !seen.contains(id))
+            .collect();
         found.extend(active.into_iter().map(|r| (r, true)));
         if !missing.is_empty() {
-            let filter = and_filter(vec![json!({"path": "id", "relation": "in", "values": missing})]);
+            let filter = and_filter(vec![
+                json!({"path": "id", "relation": "in", "values": missing}),
+            ]);
             let retired = entities_of(
                 &client
-                    .call("read", Some(read_args(entity, filter, true, IDS_PER_READ as u32, 1)))
+                    .call(
+                        "read",
+                        Some(read_args(entity, filter, true, IDS_PER_READ as u32, 1)),
+                    )
                     .await?,
             )?;
             found.extend(retired.into_iter().map(|r| (r, false)));

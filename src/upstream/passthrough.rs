@@ -68,7 +68,9 @@ impl PassThrough {
                 "sgcache: the Shotgun site did not answer within {}",
                 humantime::format_duration(self.timeout)
             )),
-            other => ApiError::bad_request(format!("sgcache: cannot reach the Shotgun site: {other}")),
+            other => {
+                ApiError::bad_request(format!("sgcache: cannot reach the Shotgun site: {other}"))
+            }
         })?;
         let status = response.status().as_u16();
         let content_type = response
@@ -80,7 +82,11 @@ impl PassThrough {
             .body()
             .limit(super::MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| ApiError::bad_request(format!("sgcache: reading the Shotgun site's reply failed: {e}")))?;
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "sgcache: reading the Shotgun site's reply failed: {e}"
+                ))
+            })?;
         Ok(Forwarded {
             status,
             content_type,
@@ -114,16 +120,27 @@ impl PassThrough {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Validation::Unreachable(ApiError::bad_request(format!("sgcache: cannot reach the Shotgun site: {e}"))),
+            Err(e) => {
+                return Validation::Unreachable(ApiError::bad_request(format!(
+                    "sgcache: cannot reach the Shotgun site: {e}"
+                )));
+            }
         };
         let status = response.status();
         let bytes = match response.body().limit(1 << 20).await {
             Ok(b) => b,
-            Err(e) => return Validation::Unreachable(ApiError::bad_request(format!("sgcache: reading the Shotgun site's reply failed: {e}"))),
+            Err(e) => {
+                return Validation::Unreachable(ApiError::bad_request(format!(
+                    "sgcache: reading the Shotgun site's reply failed: {e}"
+                )));
+            }
         };
         match super::decode_reply(status, &bytes) {
             Ok(_) => Validation::Accepted,
-            Err(super::UpstreamError::Fault { code: Some(code), message }) if AUTH_ERROR_CODES.contains(&code) => {
+            Err(super::UpstreamError::Fault {
+                code: Some(code),
+                message,
+            }) if AUTH_ERROR_CODES.contains(&code) => {
                 Validation::Rejected(ApiError::new(code, message))
             }
             // Any other fault means the site knew who was asking.

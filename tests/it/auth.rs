@@ -16,13 +16,21 @@ fn read_body(script: &str, key: &str) -> Value {
 }
 
 async fn post(base: &str, body: &Value) -> Value {
-    let mut r = Client::builder().timeout(Duration::from_secs(30)).finish()
-        .post(format!("{base}/api3/json")).send_json(body).await.expect("POST");
+    let mut r = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+        .post(format!("{base}/api3/json"))
+        .send_json(body)
+        .await
+        .expect("POST");
     r.json().limit(8 << 20).await.expect("json")
 }
 
 fn shot_reads(site: &MockSite) -> usize {
-    site.requests().iter().filter(|r| r.method == "read" && r.entity_type.as_deref() == Some("Shot")).count()
+    site.requests()
+        .iter()
+        .filter(|r| r.method == "read" && r.entity_type.as_deref() == Some("Shot"))
+        .count()
 }
 
 #[actix_web::test]
@@ -54,33 +62,67 @@ async fn credentials_are_checked_once_and_only_trusted_callers_read_the_cache() 
     let asked = site.requests().len();
     let again = post(&base, &read_body("sgcache", "wrong")).await;
     assert_eq!(again["error_code"], 102);
-    assert_eq!(site.requests().len(), asked, "a fresh rejection is not asked again");
+    assert_eq!(
+        site.requests().len(),
+        asked,
+        "a fresh rejection is not asked again"
+    );
 
     // The configured script: checked once, then answered locally.
     site.clear_requests();
     for _ in 0..3 {
         let reply = post(&base, &read_body("sgcache", "test-key")).await;
-        assert_eq!(reply["results"]["entities"].as_array().map(Vec::len), Some(10), "{reply}");
+        assert_eq!(
+            reply["results"]["entities"].as_array().map(Vec::len),
+            Some(10),
+            "{reply}"
+        );
     }
     assert_eq!(shot_reads(&site), 0, "local");
-    assert_eq!(site.requests().len(), 1, "one credential check: {:?}", site.requests().iter().map(|r| &r.method).collect::<Vec<_>>());
+    assert_eq!(
+        site.requests().len(),
+        1,
+        "one credential check: {:?}",
+        site.requests()
+            .iter()
+            .map(|r| &r.method)
+            .collect::<Vec<_>>()
+    );
 
     // Another script is valid on the site but not trusted here: its reads pass through.
     site.clear_requests();
     let reply = post(&base, &read_body("quiet_script", "quiet-key")).await;
-    assert_eq!(reply["results"]["entities"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        reply["results"]["entities"].as_array().map(Vec::len),
+        Some(10)
+    );
     assert_eq!(shot_reads(&site), 1, "passed through");
 
     // The site down: credentials accepted before keep working; unknown ones cannot be checked.
     site.pause();
     let reply = post(&base, &read_body("sgcache", "test-key")).await;
-    assert_eq!(reply["results"]["entities"].as_array().map(Vec::len), Some(10), "{reply}");
+    assert_eq!(
+        reply["results"]["entities"].as_array().map(Vec::len),
+        Some(10),
+        "{reply}"
+    );
     let reply = post(&base, &read_body("sgcache", "never-seen")).await;
     assert_eq!(reply["exception"], true, "{reply}");
     site.resume();
 
-    let status: Value = Client::default().get(&status).send().await.expect("status").json().limit(1 << 20).await.expect("json");
+    let status: Value = Client::default()
+        .get(&status)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .limit(1 << 20)
+        .await
+        .expect("json");
     let reasons = &status["requests"]["pass_through_reasons"];
-    assert!(reasons["caller_not_trusted"].as_u64() >= Some(1), "{reasons}");
+    assert!(
+        reasons["caller_not_trusted"].as_u64() >= Some(1),
+        "{reasons}"
+    );
     daemon.stop().await;
 }

@@ -19,7 +19,10 @@ fn schemas() -> (SiteSchema, CachedSchema, BTreeSet<String>) {
         None,
     )
     .expect("schema");
-    let rules = SelectionRules { include: vec!["*".into()], exclude: vec![] };
+    let rules = SelectionRules {
+        include: vec!["*".into()],
+        exclude: vec![],
+    };
     let (cached, _) = select(&site, &rules).expect("select");
     let complete = cached.types.keys().cloned().collect();
     (site, cached, complete)
@@ -30,20 +33,42 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[ -~]{0,12}".prop_map(Value::from),
-        prop_oneof![Just("Shot"), Just("code"), Just("is"), Just("in"), Just("and"), Just("or"), Just("entity.Shot.code"),
-                    Just("sg_sequence.Sequence.code"), Just("assets"), Just("id\"; DROP TABLE shot; --"), Just("DAY")]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just("Shot"),
+            Just("code"),
+            Just("is"),
+            Just("in"),
+            Just("and"),
+            Just("or"),
+            Just("entity.Shot.code"),
+            Just("sg_sequence.Sequence.code"),
+            Just("assets"),
+            Just("id\"; DROP TABLE shot; --"),
+            Just("DAY")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(6, 64, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop_oneof![Just("type".to_owned()), Just("filters".to_owned()), Just("conditions".to_owned()),
-                            Just("logical_operator".to_owned()), Just("path".to_owned()), Just("relation".to_owned()),
-                            Just("values".to_owned()), Just("return_fields".to_owned()), Just("paging".to_owned()),
-                            Just("sorts".to_owned()), Just("return_only".to_owned()), "[a-z_]{1,8}"],
+                prop_oneof![
+                    Just("type".to_owned()),
+                    Just("filters".to_owned()),
+                    Just("conditions".to_owned()),
+                    Just("logical_operator".to_owned()),
+                    Just("path".to_owned()),
+                    Just("relation".to_owned()),
+                    Just("values".to_owned()),
+                    Just("return_fields".to_owned()),
+                    Just("paging".to_owned()),
+                    Just("sorts".to_owned()),
+                    Just("return_only".to_owned()),
+                    "[a-z_]{1,8}"
+                ],
                 inner,
                 0..6
             )
@@ -54,14 +79,48 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 /// Requests close to valid: real types, real and fake paths, every relation, odd values.
 fn near_valid_read() -> impl Strategy<Value = Value> {
-    let paths = prop_oneof![Just("code"), Just("id"), Just("sg_status_list"), Just("sg_cut_in"), Just("project"),
-        Just("assets"), Just("sg_sequence.Sequence.code"), Just("tasks.Task.content"), Just("entity.Shot.code"),
-        Just("updated_at"), Just("image"), Just("no_such_field"), Just("code; DROP TABLE shot"), Just("a.B.c.D.e")];
-    let relations = prop_oneof![Just("is"), Just("is_not"), Just("in"), Just("not_in"), Just("less_than"),
-        Just("greater_than"), Just("between"), Just("not_between"), Just("contains"), Just("not_contains"),
-        Just("starts_with"), Just("ends_with"), Just("in_last"), Just("in_next"), Just("in_calendar_month"),
-        Just("type_is"), Just("name_contains"), Just("name_is"), Just("bogus")];
-    let condition = (paths.clone(), relations, prop::collection::vec(any_json(), 0..3))
+    let paths = prop_oneof![
+        Just("code"),
+        Just("id"),
+        Just("sg_status_list"),
+        Just("sg_cut_in"),
+        Just("project"),
+        Just("assets"),
+        Just("sg_sequence.Sequence.code"),
+        Just("tasks.Task.content"),
+        Just("entity.Shot.code"),
+        Just("updated_at"),
+        Just("image"),
+        Just("no_such_field"),
+        Just("code; DROP TABLE shot"),
+        Just("a.B.c.D.e")
+    ];
+    let relations = prop_oneof![
+        Just("is"),
+        Just("is_not"),
+        Just("in"),
+        Just("not_in"),
+        Just("less_than"),
+        Just("greater_than"),
+        Just("between"),
+        Just("not_between"),
+        Just("contains"),
+        Just("not_contains"),
+        Just("starts_with"),
+        Just("ends_with"),
+        Just("in_last"),
+        Just("in_next"),
+        Just("in_calendar_month"),
+        Just("type_is"),
+        Just("name_contains"),
+        Just("name_is"),
+        Just("bogus")
+    ];
+    let condition = (
+        paths.clone(),
+        relations,
+        prop::collection::vec(any_json(), 0..3),
+    )
         .prop_map(|(p, r, v)| json!({"path": p, "relation": r, "values": v}));
     (
         prop_oneof![Just("Shot"), Just("Task"), Just("Asset"), Just("NoSuchType")],
@@ -109,7 +168,9 @@ proptest! {
 }
 
 async fn post_raw(base: &str, body: &[u8]) -> (u16, Value) {
-    let mut r = awc::Client::builder().timeout(Duration::from_secs(30)).finish()
+    let mut r = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
         .post(format!("{base}/api3/json"))
         .insert_header(("content-type", "application/json"))
         .send_body(body.to_vec())
@@ -131,10 +192,13 @@ async fn malformed_requests_get_faults_and_the_daemon_keeps_serving() {
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     let base = daemon.url();
     let auth = json!({"script_name": "sgcache", "script_key": "test-key"});
-    let deep = (0..200).fold(json!({"path": "code", "relation": "is", "values": ["x"]}), |inner, _| {
-        json!({"logical_operator": "and", "conditions": [inner]})
-    });
-    let wide: Vec<Value> = (0..20_000).map(|i| json!({"path": "id", "relation": "is", "values": [i]})).collect();
+    let deep = (0..200).fold(
+        json!({"path": "code", "relation": "is", "values": ["x"]}),
+        |inner, _| json!({"logical_operator": "and", "conditions": [inner]}),
+    );
+    let wide: Vec<Value> = (0..20_000)
+        .map(|i| json!({"path": "id", "relation": "is", "values": [i]}))
+        .collect();
     let cases: Vec<(String, Vec<u8>)> = vec![
         ("not json".into(), b"{this is not json".to_vec()),
         ("empty".into(), Vec::new()),
@@ -163,17 +227,34 @@ async fn malformed_requests_get_faults_and_the_daemon_keeps_serving() {
         let (status, reply) = post_raw(&base, &body).await;
         assert_eq!(status, 200, "{what}");
         assert_eq!(reply["exception"], true, "{what}: {reply}");
-        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {reply}");
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {reply}"
+        );
     }
     // Too large a body: refused with a clear fault naming the limit.
     let huge = json!({"method_name": "read", "params": [auth, {"type": "Shot",
-        "filters": {"logical_operator": "or", "conditions": wide}}]}).to_string().into_bytes();
+        "filters": {"logical_operator": "or", "conditions": wide}}]})
+    .to_string()
+    .into_bytes();
     let (status, reply) = post_raw(&base, &huge).await;
     assert_eq!(status, 200);
-    assert!(reply["message"].as_str().expect("message").contains("max_body_bytes"), "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .expect("message")
+            .contains("max_body_bytes"),
+        "{reply}"
+    );
 
     // Still alive and well.
-    let (_, reply) = post_raw(&base, json!({"method_name": "info", "params": []}).to_string().as_bytes()).await;
+    let (_, reply) = post_raw(
+        &base,
+        json!({"method_name": "info", "params": []})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
     assert!(reply["results"]["version"].is_array(), "{reply}");
     daemon.stop().await;
 }

@@ -219,7 +219,8 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
                 .any(|s| s.metric == "sgcache_cache_rows"
                     && s.labels.get("type") == Some("Shot")
                     && s.labels.get("state") == Some("active")),
-            "cache rows per type"
+            "cache rows per type: {:?}",
+            status_json(&base).await["cache"]
         );
         // The latency histogram holds the two schema_field_read requests.
         let histogram = after
@@ -400,7 +401,10 @@ async fn the_status_page_renders_for_browsers() {
         });
         assert!(bytes.len() > 1000 && bytes.starts_with(b"\x89PNG"), "a PNG");
     } else {
-        eprintln!(
+        // Straight to stderr: the note shows even when the test harness captures output.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!!!!!!! SKIPPED: /usr/bin/chromium not found: the status page was not rendered \
              in a browser (apt-get install chromium) !!!!!!!!\n"
         );
@@ -456,6 +460,11 @@ async fn a_graceful_stop_loses_no_accepted_write_back() {
         assert!(
             stop_took < Duration::from_secs(20),
             "bounded: {stop_took:?}"
+        );
+        // The stop waited for the site's reply to the write and for the write-back's re-read.
+        assert!(
+            stop_took >= Duration::from_millis(600),
+            "the stop waited: {stop_took:?}"
         );
 
         let reply = write.await.expect("client task");

@@ -18,19 +18,38 @@ const CLIENT_VERSION: &str = "shotgun_api3==3.10.3";
 fn venv_python() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv");
     let python = root.join("bin/python");
-    let works = |p: &Path| Command::new(p).args(["-c", "import shotgun_api3"]).status().is_ok_and(|s| s.success());
+    let works = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import shotgun_api3"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if python.exists() && works(&python) {
         return Some(python);
     }
-    let made = Command::new("python3").args(["-m", "venv"]).arg(&root).status().is_ok_and(|s| s.success())
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&root)
+        .status()
+        .is_ok_and(|s| s.success())
         && Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", CLIENT_VERSION])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                CLIENT_VERSION,
+            ])
             .status()
             .is_ok_and(|s| s.success());
     if made && works(&python) {
         return Some(python);
     }
-    assert!(std::env::var("CI").is_err(), "CI needs python3 with {CLIENT_VERSION}");
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI needs python3 with {CLIENT_VERSION}"
+    );
     eprintln!("NOTE: python3 with {CLIENT_VERSION} is not available: Python client test SKIPPED");
     None
 }
@@ -54,10 +73,20 @@ fn run_client(python: &Path, base_url: &str, out: &Path) -> Value {
 
 /// A site with 2,100 shots (over four 500-entity pages), links, tasks and retired rows.
 fn populate(site: &MockSite) {
-    let project = site.create("Project", json!({"name": "Demo"}))["id"].as_i64().expect("id");
+    let project = site.create("Project", json!({"name": "Demo"}))["id"]
+        .as_i64()
+        .expect("id");
     let seqs = site.seed("Sequence", 5, |i| json!({"code": format!("sq{:02}", i + 1), "project": {"type": "Project", "id": project}}));
-    let assets = site.seed("Asset", 20, |i| json!({"code": format!("asset{i:02}"), "project": {"type": "Project", "id": project}}));
-    let users = site.seed("HumanUser", 3, |i| json!({"login": format!("user{i}"), "name": format!("User {i}")}));
+    let assets = site.seed(
+        "Asset",
+        20,
+        |i| json!({"code": format!("asset{i:02}"), "project": {"type": "Project", "id": project}}),
+    );
+    let users = site.seed(
+        "HumanUser",
+        3,
+        |i| json!({"login": format!("user{i}"), "name": format!("User {i}")}),
+    );
     let statuses = ["ip", "wtg", "fin"];
     let shots = site.seed("Shot", 2100, |i| {
         let mut shot = json!({
@@ -92,7 +121,14 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
     populate(&site);
     let test_db = TestDb::sqlite();
     let mut config = test_config(&test_db, Some(&site));
-    config.schema.include = vec!["Project".into(), "Sequence".into(), "Shot".into(), "Asset".into(), "Task".into(), "HumanUser".into()];
+    config.schema.include = vec![
+        "Project".into(),
+        "Sequence".into(),
+        "Shot".into(),
+        "Asset".into(),
+        "Task".into(),
+        "HumanUser".into(),
+    ];
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     let status_url = format!("{}/status", daemon.url());
     eventually(Duration::from_secs(120), "every cached type primed", || {
@@ -111,28 +147,53 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
         let python = python.clone();
         let url = format!("{}/", daemon.url());
         let out = dir.path().join("cache.json");
-        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out)).await.expect("join")
+        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out))
+            .await
+            .expect("join")
     };
-    let reached_site: Vec<_> = site.requests().into_iter().map(|r| (r.method, r.entity_type)).collect();
+    let reached_site: Vec<_> = site
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.entity_type))
+        .collect();
     let direct = {
         let url = format!("{}/", site.url());
         let out = dir.path().join("site.json");
-        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out)).await.expect("join")
+        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out))
+            .await
+            .expect("join")
     };
 
     for (call, expected) in direct.as_object().expect("object") {
-        assert_eq!(&via_cache[call], expected, "{call}: sgcache differs from the site");
+        assert_eq!(
+            &via_cache[call], expected,
+            "{call}: sgcache differs from the site"
+        );
     }
-    assert_eq!(via_cache["find_all_paged"].as_array().map(Vec::len), Some(2095), "every active shot exactly once");
+    assert_eq!(
+        via_cache["find_all_paged"].as_array().map(Vec::len),
+        Some(2095),
+        "every active shot exactly once"
+    );
     // Only the pass-through calls reached the site.
     for (method, entity_type) in &reached_site {
         // Pass-through calls, and the one-row credential check (a HumanUser read, §auth).
         let allowed = method == "schema_field_read"
-            || (method == "read" && matches!(entity_type.as_deref(), Some("Version") | Some("HumanUser")));
-        assert!(allowed, "{method} {entity_type:?} should have been answered by sgcache: {reached_site:?}");
+            || (method == "read"
+                && matches!(entity_type.as_deref(), Some("Version") | Some("HumanUser")));
+        assert!(
+            allowed,
+            "{method} {entity_type:?} should have been answered by sgcache: {reached_site:?}"
+        );
     }
-    assert!(reached_site.iter().any(|(m, _)| m == "schema_field_read"), "pass-through reached the site");
-    let checks = reached_site.iter().filter(|(m, t)| m == "read" && t.as_deref() == Some("HumanUser")).count();
+    assert!(
+        reached_site.iter().any(|(m, _)| m == "schema_field_read"),
+        "pass-through reached the site"
+    );
+    let checks = reached_site
+        .iter()
+        .filter(|(m, t)| m == "read" && t.as_deref() == Some("HumanUser"))
+        .count();
     assert_eq!(checks, 1, "credentials are checked once: {reached_site:?}");
     daemon.stop().await;
 }

@@ -25,6 +25,7 @@ struct Ctx {
     site: Arc<SiteSchema>,
     cached: CachedSchema,
     complete: BTreeSet<String>,
+    writer: DbWriterHandle,
     _arbiter: actix::Arbiter,
 }
 
@@ -184,6 +185,7 @@ async fn setup(test_db: &TestDb) -> Ctx {
         site: applied.site,
         cached: applied.cached,
         complete,
+        writer,
         _arbiter: arbiter,
     }
 }
@@ -1295,6 +1297,7 @@ async fn copy_mock(site: &MockSite, test_db: &TestDb) -> Ctx {
         site: applied.site,
         cached: applied.cached,
         complete,
+        writer,
         _arbiter: arbiter,
     }
 }
@@ -1717,5 +1720,81 @@ async fn large_filters() {
             .unwrap(),
             Decision::PassThrough(_)
         ));
+    }
+}
+
+/// Rough timings on 20,000 shots (run with `--ignored --nocapture`).
+#[actix_web::test]
+#[ignore = "timing report, not a check"]
+async fn timing_20k_shots() {
+    for test_db in databases().await {
+        let ctx = setup(&test_db).await;
+        let writer = &ctx.writer;
+        for chunk in 0..40 {
+            let records: Vec<Value> = (0..500)
+                .map(|i| {
+                    let id = 10_000 + chunk * 500 + i;
+                    json!({"type": "Shot", "id": id, "code": format!("s{:05}", id % 7919),
+                           "sg_sequence": link("Sequence", 10 + id % 2), "sg_cut_in": id % 100,
+                           "assets": [link("Asset", 20 + id % 3), link("Asset", 21)],
+                           "updated_at": "2024-03-06T00:00:00Z"})
+                })
+                .collect();
+            apply(writer, vec![upsert("Shot", true, records)]).await;
+        }
+        for (what, args) in [
+            (
+                "page 1 by id",
+                json!({"type": "Shot", "return_fields": ["code", "sg_sequence", "assets", "sg_sequence.Sequence.code"]}),
+            ),
+            (
+                "page 30 by code",
+                json!({"type": "Shot", "return_fields": ["code", "sg_sequence", "assets"], "sorts": [{"field_name": "code"}], "paging": {"entities_per_page": 500, "current_page": 30}}),
+            ),
+            (
+                "filter deep + multi",
+                json!({"type": "Shot", "filters": [["sg_sequence.Sequence.code", "is", "sq01"], ["assets", "is", link("Asset", 22)]], "return_fields": ["code", "assets"]}),
+            ),
+            (
+                "id lookup",
+                json!({"type": "Shot", "filters": [["id", "is", 15_000]], "return_fields": ["code", "sg_sequence", "assets"]}),
+            ),
+        ] {
+            let _ = read(&ctx, args.clone()).await; // warm up (prepare, cache)
+            if std::env::var("SGCACHE_EXPLAIN").is_ok()
+                && ctx.pools.backend == sgcache::schema::Backend::Postgres
+            {
+                use sea_orm::ConnectionTrait;
+                let req = ReadRequest::parse(&args).unwrap();
+                let Decision::Local(c) = plan_read(
+                    &req,
+                    &ctx.cached,
+                    &ctx.site,
+                    &ctx.complete,
+                    ctx.pools.backend,
+                )
+                .unwrap() else {
+                    panic!()
+                };
+                let (sql, values) = c.page.render(c.dialect);
+                let stmt = sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Postgres,
+                    format!("EXPLAIN ANALYZE {sql}"),
+                    values,
+                );
+                for row in ctx.pools.reader.query_all_raw(stmt).await.unwrap() {
+                    eprintln!("{}", row.try_get::<String>("", "QUERY PLAN").unwrap());
+                }
+            }
+            let start = std::time::Instant::now();
+            let r = read(&ctx, args).await;
+            eprintln!(
+                "{}: {what}: {} rows of {} in {:?}",
+                ctx.pools.backend.name(),
+                r["entities"].as_array().unwrap().len(),
+                r["paging_info"]["entity_count"],
+                start.elapsed()
+            );
+        }
     }
 }

@@ -10,7 +10,9 @@ use sgcache::actors::scanner::{Pass, decode_cursor, encode_cursor};
 use sgcache::config::Config;
 use sgcache::db::{self, Pools, registry};
 
-use crate::support::{MockSite, TestDb, assert_cache_matches_site, databases, eventually, listener, test_config};
+use crate::support::{
+    MockSite, TestDb, assert_cache_matches_site, databases, eventually, listener, test_config,
+};
 
 async fn get_json(url: &str) -> Value {
     let mut response = awc::Client::default().get(url).send().await.expect("GET");

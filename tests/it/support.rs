@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use serde_json::{Value, json};
+use sgcache::config::{Config, Secret};
 use sgcache::db::Pools;
 use sgcache::schema::{CachedSchema, ColumnLayout, SqlType};
-use sgcache::config::{Config, Secret};
 
 pub use sgcache_mock_site::MockSite;
 
@@ -278,7 +278,12 @@ fn link_key(v: &Value) -> Value {
 
 /// Every cached column and association row of `ty` equals the site's data, and `_active`
 /// matches the site's retirement flag.
-pub async fn assert_cache_matches_site(pools: &Pools, schema: &CachedSchema, site: &MockSite, ty: &str) {
+pub async fn assert_cache_matches_site(
+    pools: &Pools,
+    schema: &CachedSchema,
+    site: &MockSite,
+    ty: &str,
+) {
     let entity = schema.entity(ty).expect("cached type");
     let backend = pools.reader.get_database_backend();
     let q = |sql: String| Statement::from_string(backend, sql);
@@ -367,4 +372,3 @@ pub async fn assert_cache_matches_site(pools: &Pools, schema: &CachedSchema, sit
         }
     }
 }
-

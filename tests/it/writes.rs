@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache_mock_site::MockSite;
 
-use crate::support::{TestDb, assert_cache_matches_site, databases, eventually, listener, test_config};
+use crate::support::{
+    TestDb, assert_cache_matches_site, databases, eventually, listener, test_config,
+};
 
 fn auth() -> Value {
     json!({"script_name": "sgcache", "script_key": "test-key"})
@@ -26,7 +28,10 @@ async fn post_raw(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
         .send_body(body)
         .await
         .expect("POST");
-    (r.status().as_u16(), r.body().limit(64 << 20).await.expect("body").to_vec())
+    (
+        r.status().as_u16(),
+        r.body().limit(64 << 20).await.expect("body").to_vec(),
+    )
 }
 
 async fn results(base: &str, method: &str, args: Value) -> Value {
@@ -37,9 +42,19 @@ async fn results(base: &str, method: &str, args: Value) -> Value {
 }
 
 fn seed(site: &MockSite) {
-    let project = site.create("Project", json!({"name": "Demo"}))["id"].as_i64().expect("id");
-    site.seed("Sequence", 3, |i| json!({"code": format!("sq{i}"), "project": {"type": "Project", "id": project}}));
-    site.seed("Asset", 6, |i| json!({"code": format!("asset{i}"), "project": {"type": "Project", "id": project}}));
+    let project = site.create("Project", json!({"name": "Demo"}))["id"]
+        .as_i64()
+        .expect("id");
+    site.seed(
+        "Sequence",
+        3,
+        |i| json!({"code": format!("sq{i}"), "project": {"type": "Project", "id": project}}),
+    );
+    site.seed(
+        "Asset",
+        6,
+        |i| json!({"code": format!("asset{i}"), "project": {"type": "Project", "id": project}}),
+    );
     site.seed("Shot", 30, |i| {
         json!({"code": format!("sh{i:03}"), "project": {"type": "Project", "id": project},
                "sg_sequence": {"type": "Sequence", "id": 1 + (i as i64 % 3)},
@@ -49,7 +64,12 @@ fn seed(site: &MockSite) {
 
 async fn primed_daemon(site: &MockSite, test_db: &TestDb) -> Daemon {
     let mut config = test_config(test_db, Some(site));
-    config.schema.include = vec!["Project".into(), "Sequence".into(), "Shot".into(), "Asset".into()];
+    config.schema.include = vec![
+        "Project".into(),
+        "Sequence".into(),
+        "Shot".into(),
+        "Asset".into(),
+    ];
     config.events.enabled = false;
     config.server.write_back_wait = Duration::from_secs(10);
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
@@ -79,29 +99,50 @@ async fn every_write_method_returns_the_sites_bytes_and_updates_the_cache() {
         let daemon = primed_daemon(&behind, &test_db).await;
         let base = daemon.url();
         let writes = [
-            rpc("create", json!({"type": "Shot", "fields": [
+            rpc(
+                "create",
+                json!({"type": "Shot", "fields": [
                 {"field_name": "code", "value": "new_shot"},
                 {"field_name": "sg_sequence", "value": {"type": "Sequence", "id": 2}},
                 {"field_name": "assets", "value": [{"type": "Asset", "id": 3}, {"type": "Asset", "id": 4}]}],
-                "return_fields": ["code", "sg_status_list"]})),
-            rpc("update", json!({"type": "Shot", "id": 5, "fields": [
+                "return_fields": ["code", "sg_status_list"]}),
+            ),
+            rpc(
+                "update",
+                json!({"type": "Shot", "id": 5, "fields": [
                 {"field_name": "code", "value": "renamed"},
-                {"field_name": "sg_cut_in", "value": 1001}]})),
-            rpc("update", json!({"type": "Shot", "id": 6, "fields": [
-                {"field_name": "assets", "value": [{"type": "Asset", "id": 5}], "multi_entity_update_mode": "add"}]})),
-            rpc("update", json!({"type": "Shot", "id": 7, "fields": [
-                {"field_name": "assets", "value": [{"type": "Asset", "id": 2}], "multi_entity_update_mode": "remove"}]})),
-            rpc("update", json!({"type": "Shot", "id": 8, "fields": [
+                {"field_name": "sg_cut_in", "value": 1001}]}),
+            ),
+            rpc(
+                "update",
+                json!({"type": "Shot", "id": 6, "fields": [
+                {"field_name": "assets", "value": [{"type": "Asset", "id": 5}], "multi_entity_update_mode": "add"}]}),
+            ),
+            rpc(
+                "update",
+                json!({"type": "Shot", "id": 7, "fields": [
+                {"field_name": "assets", "value": [{"type": "Asset", "id": 2}], "multi_entity_update_mode": "remove"}]}),
+            ),
+            rpc(
+                "update",
+                json!({"type": "Shot", "id": 8, "fields": [
                 {"field_name": "assets", "value": [{"type": "Asset", "id": 6}], "multi_entity_update_mode": "set"},
-                {"field_name": "sg_sequence", "value": null}]})),
+                {"field_name": "sg_sequence", "value": null}]}),
+            ),
             rpc("delete", json!({"type": "Shot", "id": 9})),
             rpc("delete", json!({"type": "Shot", "id": 9})),
             rpc("revive", json!({"type": "Shot", "id": 9})),
-            rpc("batch", json!([
+            rpc(
+                "batch",
+                json!([
                 {"request_type": "create", "type": "Asset", "fields": [{"field_name": "code", "value": "batch_asset"}], "return_fields": ["id"]},
                 {"request_type": "update", "type": "Shot", "id": 10, "fields": [{"field_name": "description", "value": "from batch"}]},
-                {"request_type": "delete", "type": "Shot", "id": 11}])),
-            rpc("update", json!({"type": "Shot", "id": 424242, "fields": [{"field_name": "code", "value": "x"}]})),
+                {"request_type": "delete", "type": "Shot", "id": 11}]),
+            ),
+            rpc(
+                "update",
+                json!({"type": "Shot", "id": 424242, "fields": [{"field_name": "code", "value": "x"}]}),
+            ),
         ];
         for body in writes {
             let direct = post_raw(&twin.url(), body.clone()).await;
@@ -120,14 +161,22 @@ async fn every_write_method_returns_the_sites_bytes_and_updates_the_cache() {
         }
         // The cache answers what was just written, without asking the site.
         behind.clear_requests();
-        let shot = results(&base, "read", json!({"type": "Shot", "filters": {"logical_operator": "and", "conditions": [
+        let shot = results(
+            &base,
+            "read",
+            json!({"type": "Shot", "filters": {"logical_operator": "and", "conditions": [
             {"path": "code", "relation": "is", "values": ["renamed"]}]},
             "return_fields": ["code", "sg_cut_in", "assets"], "return_only": "active",
-            "paging": {"entities_per_page": 10, "current_page": 1}})).await;
+            "paging": {"entities_per_page": 10, "current_page": 1}}),
+        )
+        .await;
         assert_eq!(shot["entities"][0]["sg_cut_in"], 1001, "{shot}");
         // Only the one-row credential check (a HumanUser read) may reach the site.
         assert!(
-            behind.requests().iter().all(|r| r.method != "read" || r.entity_type.as_deref() == Some("HumanUser")),
+            behind
+                .requests()
+                .iter()
+                .all(|r| r.method != "read" || r.entity_type.as_deref() == Some("HumanUser")),
             "answered locally"
         );
         daemon.stop().await;
@@ -152,22 +201,45 @@ async fn a_failed_batch_changes_nothing_and_faults_come_back_as_faults() {
     // The site down: a clear fault, quickly, as HTTP 200 (never a 502/504 the client would retry).
     site.pause();
     let started = std::time::Instant::now();
-    let (status, body) = post_raw(&base, rpc("update", json!({"type": "Shot", "id": 1, "fields": [
-        {"field_name": "code", "value": "while down"}]}))).await;
+    let (status, body) = post_raw(
+        &base,
+        rpc(
+            "update",
+            json!({"type": "Shot", "id": 1, "fields": [
+        {"field_name": "code", "value": "while down"}]}),
+        ),
+    )
+    .await;
     assert_eq!(status, 200);
     let reply: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(reply["exception"], true);
-    assert!(reply["message"].as_str().expect("message").contains("Shotgun site"), "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .expect("message")
+            .contains("Shotgun site"),
+        "{reply}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     site.resume();
 
     // A slow site: the pass-through gives up at shotgun.timeout (5 s in tests).
     site.set_latency(Duration::from_secs(8));
     let started = std::time::Instant::now();
-    let (_, body) = post_raw(&base, rpc("schema_field_read", json!({"type": "Shot", "field_name": "code"}))).await;
+    let (_, body) = post_raw(
+        &base,
+        rpc(
+            "schema_field_read",
+            json!({"type": "Shot", "field_name": "code"}),
+        ),
+    )
+    .await;
     let reply: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(reply["exception"], true, "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(8), "bounded by the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded by the timeout"
+    );
     site.clear_faults();
     daemon.stop().await;
 }
@@ -200,7 +272,11 @@ async fn concurrent_clients_read_their_own_writes() {
 fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -223,7 +299,9 @@ async fn file_traffic_streams_through_with_bounded_memory() {
         let bytes: Vec<u8> = (c << 20..(c + 1) << 20).map(pattern_byte).collect();
         Ok::<_, std::io::Error>(actix_web::web::Bytes::from(bytes))
     }));
-    let mut r = Client::builder().disable_timeout().finish()
+    let mut r = Client::builder()
+        .disable_timeout()
+        .finish()
         .post(format!("{base}/upload/upload_file?x=1"))
         .insert_header(("content-type", "application/octet-stream"))
         .send_stream(chunks)
@@ -234,12 +312,19 @@ async fn file_traffic_streams_through_with_bounded_memory() {
     assert_eq!(text, format!("1:4242\n{SIZE} {expected_hash:016x}"));
 
     // Download.
-    let mut r = Client::builder().disable_timeout().finish()
+    let mut r = Client::builder()
+        .disable_timeout()
+        .finish()
         .get(format!("{base}/file_serve/attachment/7?size={SIZE}"))
         .send()
         .await
         .expect("download");
-    assert_eq!(r.headers().get("content-length").and_then(|v| v.to_str().ok()), Some(SIZE.to_string().as_str()));
+    assert_eq!(
+        r.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some(SIZE.to_string().as_str())
+    );
     let mut offset = 0u64;
     use futures_util::StreamExt;
     while let Some(chunk) = r.next().await {
@@ -251,13 +336,36 @@ async fn file_traffic_streams_through_with_bounded_memory() {
     }
     assert_eq!(offset, SIZE);
     let grown = peak_rss_bytes().saturating_sub(before);
-    assert!(grown < 96 << 20, "peak memory grew by {} MiB moving {} MiB", grown >> 20, SIZE >> 20);
+    assert!(
+        grown < 96 << 20,
+        "peak memory grew by {} MiB moving {} MiB",
+        grown >> 20,
+        SIZE >> 20
+    );
 
-    let r = Client::default().get(format!("{base}/thumbnail/x/y.png")).send().await.expect("thumb");
-    assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("image/png"));
+    let r = Client::default()
+        .get(format!("{base}/thumbnail/x/y.png"))
+        .send()
+        .await
+        .expect("thumb");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
     // Browser links go to the site.
-    let r = Client::builder().disable_redirects().finish().get(format!("{base}/detail/Shot/5")).send().await.expect("detail");
+    let r = Client::builder()
+        .disable_redirects()
+        .finish()
+        .get(format!("{base}/detail/Shot/5"))
+        .send()
+        .await
+        .expect("detail");
     assert_eq!(r.status().as_u16(), 302);
-    assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some(format!("{}/detail/Shot/5", site.url()).as_str()));
+    assert_eq!(
+        r.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("{}/detail/Shot/5", site.url()).as_str())
+    );
     daemon.stop().await;
 }

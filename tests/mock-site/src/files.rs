@@ -13,7 +13,9 @@ pub fn pattern_byte(i: u64) -> u8 {
 
 /// FNV-1a over a byte stream, as the upload endpoint reports it.
 pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    bytes
+        .iter()
+        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;

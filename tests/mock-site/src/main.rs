@@ -1,10 +1,10 @@
-//! `sgcache-mock-site [--port N] [--schema PATH] [--seed-shots N]`: run the mock in the foreground.
+//! `sgcache-mock-site [--port N] [--workers N] [--schema PATH] [--seed-shots N]`: run the mock in the foreground.
 
 use serde_json::json;
 use sgcache_mock_site::{MockConfig, MockSite};
 
 fn usage() -> ! {
-    eprintln!("usage: sgcache-mock-site [--port N] [--schema PATH] [--seed-shots N]");
+    eprintln!("usage: sgcache-mock-site [--port N] [--workers N] [--schema PATH] [--seed-shots N]");
     std::process::exit(2)
 }
 
@@ -16,6 +16,7 @@ fn main() {
         let mut value = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
             "--port" => config.port = value().parse().unwrap_or_else(|_| usage()),
+            "--workers" => config.workers = value().parse().unwrap_or_else(|_| usage()),
             "--schema" => {
                 let path = value();
                 config = match MockConfig::with_schema_file(&path) {

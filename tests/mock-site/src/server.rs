@@ -92,8 +92,14 @@ pub fn spawn(
                         .route("/api3/json", web::post().to(api))
                         .route("/{prefix:.*}/api3/json", web::post().to(api))
                         .route("/upload/{tail:.*}", web::post().to(crate::files::upload))
-                        .route("/file_serve/{tail:.*}", web::get().to(crate::files::file_serve))
-                        .route("/thumbnail/{tail:.*}", web::get().to(crate::files::thumbnail))
+                        .route(
+                            "/file_serve/{tail:.*}",
+                            web::get().to(crate::files::file_serve),
+                        )
+                        .route(
+                            "/thumbnail/{tail:.*}",
+                            web::get().to(crate::files::thumbnail),
+                        )
                         .default_service(web::to(not_found))
                 })
                 .workers(workers.max(1))
