@@ -26,11 +26,12 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tracing::{info, warn};
 
-use crate::actors::event_poller::{EventPoller, EventPollerStats, StopPoller};
-use crate::actors::scanner::{Scanner, ScannerStats, StopScanner};
+use crate::actors::Stop;
+use crate::actors::event_poller::{EventPoller, EventPollerStats};
+use crate::actors::scanner::{Scanner, ScannerStats};
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
 use crate::actors::site_info::{SiteInfo, SiteInfoState};
-use crate::actors::verifier::{StopVerifier, Verifier, VerifierStats};
+use crate::actors::verifier::{Verifier, VerifierStats};
 use crate::actors::write_back::{WriteBack, WriteBackStats};
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
@@ -323,15 +324,15 @@ impl Daemon {
         }
         // 2. Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
         if let Some(poller) = &self.event_poller {
-            let _ = poller.send(StopPoller).await;
+            let _ = poller.send(Stop).await;
         }
         // Drops a verification in progress (verification is best effort).
         if let Some(verifier) = &self.verifier {
-            let _ = verifier.send(StopVerifier).await;
+            let _ = verifier.send(Stop).await;
         }
         // Drops a scan in progress; a full scan resumes from its stored cursor next time.
         if let Some(scanner) = &self.scanner {
-            let _ = scanner.send(StopScanner).await;
+            let _ = scanner.send(Stop).await;
         }
         // 3. The DbWriter handles its mailbox in order, one message at a time: once an empty
         //    Apply sent now is answered, everything queued before it has been applied.

@@ -1003,15 +1003,10 @@ impl Actor for EventPoller {
     }
 }
 
-/// Stops the poller (a poll in progress is dropped; its Apply either committed or not).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopPoller;
-
-impl Handler<StopPoller> for EventPoller {
+impl Handler<super::Stop> for EventPoller {
     type Result = ();
 
-    fn handle(&mut self, _msg: StopPoller, ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: super::Stop, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }

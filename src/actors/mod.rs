@@ -10,9 +10,16 @@ pub mod write_back;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use actix::Message;
 use serde_json::{Value as Json, json};
 
 use crate::time;
+
+/// Stops a long-running actor at shutdown (work in progress is dropped: every actor commits
+/// its state through the DbWriter so that a stop at any point loses nothing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
 
 /// Figures every actor reports on `/status`: shared atomics, so reading them never waits
 /// behind a busy actor.

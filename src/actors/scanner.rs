@@ -834,15 +834,10 @@ impl Actor for Scanner {
     }
 }
 
-/// Stop the scanner (and drop any scan in progress; a full scan resumes from its cursor).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopScanner;
-
-impl Handler<StopScanner> for Scanner {
+impl Handler<super::Stop> for Scanner {
     type Result = ();
 
-    fn handle(&mut self, _msg: StopScanner, ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: super::Stop, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }

@@ -188,11 +188,6 @@ impl VerifierHandle {
     }
 }
 
-/// Stops the verification loop (the job in progress is abandoned).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopVerifier;
-
 pub struct Verifier {
     config: VerifyConfig,
     shotgun: ShotgunConfig,
@@ -257,10 +252,10 @@ impl Actor for Verifier {
     }
 }
 
-impl Handler<StopVerifier> for Verifier {
+impl Handler<super::Stop> for Verifier {
     type Result = ();
 
-    fn handle(&mut self, _msg: StopVerifier, ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: super::Stop, ctx: &mut Self::Context) {
         if let Some(handle) = self.running.take() {
             ctx.cancel_future(handle);
         }

@@ -108,6 +108,13 @@ async fn credentials_are_checked_once_and_only_trusted_callers_read_the_cache() 
     );
     let reply = post(&base, &read_body("sgcache", "never-seen")).await;
     assert_eq!(reply["exception"], true, "{reply}");
+    // `info` comes from the stored site info.
+    let info = post(&base, &json!({"method_name": "info", "params": []})).await;
+    assert!(info["results"]["version"].is_array(), "{info}");
+    assert_eq!(
+        info["results"]["sgcache"]["upstream_reachable"], false,
+        "{info}"
+    );
     site.resume();
 
     let status: Value = Client::default()

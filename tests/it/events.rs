@@ -7,19 +7,17 @@
 //! the poller (the scanner's job); events committed out of order are all applied; a burnt
 //! id is declared missing after the gap window; a daemon restarted mid-stream ends equal to
 //! the site, applying each event exactly once; a site outage is retried without skipping.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Map, Value, json};
 use sgcache::Daemon;
 use sgcache::config::Config;
 use sgcache::db::registry;
 use sgcache::db::writer::{Apply, UpsertMode, WriteOp};
-use sgcache::schema::{CachedSchema, ColumnLayout, SqlType};
 
 use crate::support::{
-    MockSite, TestDb, databases, eventually, fixture_schema_config, listener, test_config,
+    MockSite, TestDb, cache_rows, databases, eventually, first_difference, fixture_schema_config,
+    listener, test_config,
 };
 
 const TYPES: [&str; 6] = ["Project", "Sequence", "Shot", "Asset", "Task", "HumanUser"];
@@ -109,159 +107,11 @@ async fn prime(daemon: &Daemon, site: &MockSite) {
         .expect("prime the cache");
 }
 
-fn decode(row: &sea_orm::QueryResult, column: &str, sql: SqlType) -> Value {
-    let get = |r: Result<Option<Value>, sea_orm::DbErr>| {
-        r.unwrap_or_else(|e| panic!("column {column}: {e}"))
-            .unwrap_or(Value::Null)
-    };
-    match sql {
-        SqlType::Text => get(row
-            .try_get::<Option<String>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::BigInt => get(row
-            .try_get::<Option<i64>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::Double => get(row
-            .try_get::<Option<f64>>("", column)
-            .map(|v| v.map(Value::from))),
-        SqlType::Boolean => get(row
-            .try_get::<Option<bool>>("", column)
-            .map(|v| v.map(Value::from))),
-    }
-}
-
-fn link_key(v: &Value) -> Value {
-    if v.is_null() {
-        return Value::Null;
-    }
-    json!({"type": v["type"], "id": v["id"]})
-}
-
-type Rows = BTreeMap<i64, BTreeMap<String, Value>>;
-
-/// Every cached row of `ty` (cached fields, `_active`, multi-entity lists in order).
-async fn cache_rows(daemon: &Daemon, schema: &CachedSchema, ty: &str) -> Rows {
-    let entity = schema.entity(ty).expect("cached type");
-    let reader = &daemon.pools.reader;
-    let backend = reader.get_database_backend();
-    let q = |sql: String| Statement::from_string(backend, sql);
-    let rows = reader
-        .query_all_raw(q(format!("SELECT * FROM \"{}\" ORDER BY id", entity.table)))
-        .await
-        .expect("select rows");
-    let mut cached = Rows::new();
-    for row in &rows {
-        let id: i64 = row.try_get("", "id").expect("id");
-        let mut fields = BTreeMap::new();
-        let active: bool = row.try_get("", "_active").expect("_active");
-        fields.insert("_active".to_owned(), Value::from(active));
-        for field in entity.fields.values() {
-            let value = match &field.layout {
-                ColumnLayout::Scalar { column, sql, .. } => decode(row, column, *sql),
-                ColumnLayout::Entity {
-                    type_column,
-                    id_column,
-                } => {
-                    let t = decode(row, type_column, SqlType::Text);
-                    let i = decode(row, id_column, SqlType::BigInt);
-                    if t.is_null() {
-                        Value::Null
-                    } else {
-                        json!({"type": t, "id": i})
-                    }
-                }
-                ColumnLayout::MultiEntity { .. } => Value::Array(Vec::new()),
-            };
-            fields.insert(field.name.clone(), value);
-        }
-        cached.insert(id, fields);
-    }
-    for field in entity.fields.values() {
-        let ColumnLayout::MultiEntity { table } = &field.layout else {
-            continue;
-        };
-        let links = reader
-            .query_all_raw(q(format!(
-                "SELECT parent_id, child_type, child_id FROM \"{table}\" ORDER BY parent_id, position"
-            )))
-            .await
-            .expect("select links");
-        for link in links {
-            let parent: i64 = link.try_get("", "parent_id").expect("parent_id");
-            let t: String = link.try_get("", "child_type").expect("child_type");
-            let i: i64 = link.try_get("", "child_id").expect("child_id");
-            if let Some(row) = cached.get_mut(&parent) {
-                row.get_mut(&field.name)
-                    .and_then(Value::as_array_mut)
-                    .expect("list")
-                    .push(json!({"type": t, "id": i}));
-            }
-        }
-    }
-    cached
-}
-
-/// The site's rows of `ty` in the same shape.
-fn site_rows(site: &MockSite, schema: &CachedSchema, ty: &str) -> Rows {
-    let entity = schema.entity(ty).expect("cached type");
-    let mut out = Rows::new();
-    for record in site.entities(ty) {
-        let id = record["id"].as_i64().expect("id");
-        let mut fields = BTreeMap::new();
-        let retired = record["_retired"].as_bool().unwrap_or(false);
-        fields.insert("_active".to_owned(), Value::from(!retired));
-        for field in entity.fields.values() {
-            let site_value = record.get(&field.name).cloned().unwrap_or(Value::Null);
-            let expected = match &field.layout {
-                ColumnLayout::Scalar { .. } => site_value,
-                ColumnLayout::Entity { .. } => link_key(&site_value),
-                ColumnLayout::MultiEntity { .. } => Value::Array(
-                    site_value
-                        .as_array()
-                        .map(|a| a.iter().map(link_key).collect())
-                        .unwrap_or_default(),
-                ),
-            };
-            fields.insert(field.name.clone(), expected);
-        }
-        out.insert(id, fields);
-    }
-    out
-}
-
-/// First difference between cache and site over `types`, if any.
-async fn difference(daemon: &Daemon, site: &MockSite, types: &[&str]) -> Option<String> {
-    let schema = daemon.cache.view().schema;
-    for ty in types {
-        let cached = cache_rows(daemon, &schema, ty).await;
-        let expected = site_rows(site, &schema, ty);
-        if cached != expected {
-            for (id, row) in &expected {
-                match cached.get(id) {
-                    None => return Some(format!("{ty} {id} missing from the cache")),
-                    Some(c) if c != row => {
-                        for (k, v) in row {
-                            if c.get(k) != Some(v) {
-                                return Some(format!(
-                                    "{ty} {id}.{k}: cache {:?}, site {v}",
-                                    c.get(k)
-                                ));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            return Some(format!("{ty}: extra rows in the cache"));
-        }
-    }
-    None
-}
-
 async fn wait_equal(daemon: &Daemon, site: &MockSite, types: &[&str], what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let diff = difference(daemon, site, types).await;
+        let schema = daemon.cache.view().schema;
+        let diff = first_difference(&daemon.pools, &schema, site, types).await;
         let Some(diff) = diff else { return };
         assert!(
             std::time::Instant::now() < deadline,
@@ -274,7 +124,7 @@ async fn wait_equal(daemon: &Daemon, site: &MockSite, types: &[&str], what: &str
 
 async fn cached_value(daemon: &Daemon, ty: &str, id: i64, field: &str) -> Value {
     let schema = daemon.cache.view().schema;
-    cache_rows(daemon, &schema, ty)
+    cache_rows(&daemon.pools, &schema, ty)
         .await
         .get(&id)
         .and_then(|r| r.get(field).cloned())

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod crash;
 mod daemon;
+mod db_faults;
 mod ddl;
 mod events;
 mod hostile;

@@ -179,6 +179,7 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
     for (method, entity_type) in &reached_site {
         // Pass-through calls, and the one-row credential check (a HumanUser read, §auth).
         let allowed = method == "schema_field_read"
+            || method == "summarize"
             || (method == "read"
                 && matches!(entity_type.as_deref(), Some("Version") | Some("HumanUser")));
         assert!(
@@ -189,6 +190,10 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
     assert!(
         reached_site.iter().any(|(m, _)| m == "schema_field_read"),
         "pass-through reached the site"
+    );
+    assert!(
+        reached_site.iter().any(|(m, _)| m == "summarize"),
+        "summarize is passed through"
     );
     let checks = reached_site
         .iter()

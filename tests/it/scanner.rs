@@ -20,7 +20,7 @@ async fn get_json(url: &str) -> Value {
     response.json().limit(10 << 20).await.expect("JSON")
 }
 
-/// Waits until every cached type is complete; returns `/status`.
+/// Waits until every cached type is complete and the scanner's run has ended; returns `/status`.
 async fn wait_complete(daemon: &Daemon, within: Duration) -> Value {
     let url = format!("{}/status", daemon.url());
     eventually(within, "every cached type complete", || {
@@ -30,7 +30,9 @@ async fn wait_complete(daemon: &Daemon, within: Duration) -> Value {
             let loaded = status["schema"]["loaded"] == true;
             let cached = status["schema"]["cached_types"].as_u64().unwrap_or(0);
             let complete = status["schema"]["complete_types"].as_u64().unwrap_or(0);
-            (loaded && cached > 0 && cached == complete).then_some(status)
+            // The scanner's own figures are updated when its run ends.
+            let idle = status["actors"]["scanner"]["running"] == false;
+            (loaded && cached > 0 && cached == complete && idle).then_some(status)
         }
     })
     .await
@@ -517,4 +519,72 @@ async fn a_scan_resumes_in_the_retired_pass_and_keeps_its_start_time() {
         arbiter.stop();
         pools.reader.close().await.ok();
     }
+}
+
+/// A read of a type whose first full scan has not completed goes to the site; once complete,
+/// the same read is answered from the cache.
+#[actix_web::test]
+async fn reads_pass_through_until_the_first_full_scan_completes() {
+    let site = MockSite::start();
+    seed_site(&site, 2000);
+    let test_db = TestDb::sqlite();
+    let mut config = scan_config(&test_db, &site);
+    config.scanner.page_size = 100;
+    config.events.enabled = false;
+    site.set_latency(Duration::from_millis(30));
+    let daemon = Daemon::start(config, listener()).await.expect("daemon");
+    let read = json!({"method_name": "read", "params": [
+        {"script_name": "sgcache", "script_key": "test-key"},
+        {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [
+            {"path": "code", "relation": "is", "values": ["sh00042"]}]},
+         "return_fields": ["code"], "return_only": "active",
+         "paging": {"entities_per_page": 10, "current_page": 1}}]});
+    let client_reads = |site: &MockSite| {
+        site.requests()
+            .iter()
+            .filter(|r| r.method == "read" && r.body.to_string().contains("sh00042"))
+            .count()
+    };
+    let post = |base: String, body: Value| async move {
+        let mut r = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish()
+            .post(format!("{base}/api3/json"))
+            .send_json(&body)
+            .await
+            .expect("POST");
+        r.json::<Value>().limit(1 << 20).await.expect("json")
+    };
+    let url = format!("{}/status", daemon.url());
+    eventually(Duration::from_secs(30), "the Shot scan under way", || {
+        let url = url.clone();
+        async move {
+            let s = get_json(&url).await;
+            (s["actors"]["scanner"]["current"]["entity_type"] == "Shot").then_some(())
+        }
+    })
+    .await;
+    let during = post(daemon.url(), read.clone()).await;
+    assert_eq!(
+        during["results"]["entities"][0]["code"], "sh00042",
+        "{during}"
+    );
+    assert_eq!(
+        client_reads(&site),
+        1,
+        "passed through while Shot is incomplete"
+    );
+    let status = get_json(&url).await;
+    assert!(status["requests"]["pass_through_reasons"]["incomplete_type"].as_u64() >= Some(1));
+
+    site.set_latency(Duration::ZERO);
+    wait_complete(&daemon, Duration::from_secs(60)).await;
+    let after = post(daemon.url(), read).await;
+    assert_eq!(after, during, "the same answer");
+    assert_eq!(
+        client_reads(&site),
+        1,
+        "answered from the cache once complete"
+    );
+    daemon.stop().await;
 }

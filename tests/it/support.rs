@@ -276,23 +276,20 @@ fn link_key(v: &Value) -> Value {
     json!({"type": v["type"], "id": v["id"]})
 }
 
-/// Every cached column and association row of `ty` equals the site's data, and `_active`
-/// matches the site's retirement flag.
-pub async fn assert_cache_matches_site(
-    pools: &Pools,
-    schema: &CachedSchema,
-    site: &MockSite,
-    ty: &str,
-) {
+/// Rows of one type by id: every cached field (links as `{type, id}`), and `_active`.
+pub type Rows = BTreeMap<i64, BTreeMap<String, Value>>;
+
+/// Every cached row of `ty` (cached fields, `_active`, multi-entity lists in order).
+pub async fn cache_rows(pools: &Pools, schema: &CachedSchema, ty: &str) -> Rows {
     let entity = schema.entity(ty).expect("cached type");
-    let backend = pools.reader.get_database_backend();
+    let reader = &pools.reader;
+    let backend = reader.get_database_backend();
     let q = |sql: String| Statement::from_string(backend, sql);
-    let rows = pools
-        .reader
+    let rows = reader
         .query_all_raw(q(format!("SELECT * FROM \"{}\" ORDER BY id", entity.table)))
         .await
         .expect("select rows");
-    let mut cached: BTreeMap<i64, BTreeMap<String, Value>> = BTreeMap::new();
+    let mut cached = Rows::new();
     for row in &rows {
         let id: i64 = row.try_get("", "id").expect("id");
         let mut fields = BTreeMap::new();
@@ -323,8 +320,7 @@ pub async fn assert_cache_matches_site(
         let ColumnLayout::MultiEntity { table } = &field.layout else {
             continue;
         };
-        let links = pools
-            .reader
+        let links = reader
             .query_all_raw(q(format!(
                 "SELECT parent_id, child_type, child_id FROM \"{table}\" ORDER BY parent_id, position"
             )))
@@ -334,28 +330,26 @@ pub async fn assert_cache_matches_site(
             let parent: i64 = link.try_get("", "parent_id").expect("parent_id");
             let t: String = link.try_get("", "child_type").expect("child_type");
             let i: i64 = link.try_get("", "child_id").expect("child_id");
-            let row = cached
-                .get_mut(&parent)
-                .unwrap_or_else(|| panic!("{table}: link of a missing row {parent}"));
-            row.get_mut(&field.name)
-                .and_then(Value::as_array_mut)
-                .expect("list")
-                .push(json!({"type": t, "id": i}));
+            if let Some(row) = cached.get_mut(&parent) {
+                row.get_mut(&field.name)
+                    .and_then(Value::as_array_mut)
+                    .expect("list")
+                    .push(json!({"type": t, "id": i}));
+            }
         }
     }
-    let site_rows = site.entities(ty);
-    assert_eq!(
-        cached.len(),
-        site_rows.len(),
-        "{ty}: row count (cache vs site)"
-    );
-    for record in &site_rows {
+    cached
+}
+
+/// The site's rows of `ty` in the same shape.
+pub fn site_rows(site: &MockSite, schema: &CachedSchema, ty: &str) -> Rows {
+    let entity = schema.entity(ty).expect("cached type");
+    let mut out = Rows::new();
+    for record in site.entities(ty) {
         let id = record["id"].as_i64().expect("id");
-        let row = cached
-            .get(&id)
-            .unwrap_or_else(|| panic!("{ty} {id} missing from the cache"));
+        let mut fields = BTreeMap::new();
         let retired = record["_retired"].as_bool().unwrap_or(false);
-        assert_eq!(row["_active"], Value::from(!retired), "{ty} {id} _active");
+        fields.insert("_active".to_owned(), Value::from(!retired));
         for field in entity.fields.values() {
             let site_value = record.get(&field.name).cloned().unwrap_or(Value::Null);
             let expected = match &field.layout {
@@ -368,7 +362,55 @@ pub async fn assert_cache_matches_site(
                         .unwrap_or_default(),
                 ),
             };
-            assert_eq!(row[&field.name], expected, "{ty} {id} field {}", field.name);
+            fields.insert(field.name.clone(), expected);
         }
+        out.insert(id, fields);
+    }
+    out
+}
+
+/// The first difference between the cache and the site over `types`, if any.
+pub async fn first_difference(
+    pools: &Pools,
+    schema: &CachedSchema,
+    site: &MockSite,
+    types: &[&str],
+) -> Option<String> {
+    for ty in types {
+        let cached = cache_rows(pools, schema, ty).await;
+        let expected = site_rows(site, schema, ty);
+        if cached != expected {
+            for (id, row) in &expected {
+                match cached.get(id) {
+                    None => return Some(format!("{ty} {id} missing from the cache")),
+                    Some(c) if c != row => {
+                        for (k, v) in row {
+                            if c.get(k) != Some(v) {
+                                return Some(format!(
+                                    "{ty} {id}.{k}: cache {:?}, site {v}",
+                                    c.get(k)
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return Some(format!("{ty}: extra rows in the cache"));
+        }
+    }
+    None
+}
+
+/// Every cached column and association row of `ty` equals the site's data, and `_active`
+/// matches the site's retirement flag.
+pub async fn assert_cache_matches_site(
+    pools: &Pools,
+    schema: &CachedSchema,
+    site: &MockSite,
+    ty: &str,
+) {
+    if let Some(difference) = first_difference(pools, schema, site, &[ty]).await {
+        panic!("cache differs from the site: {difference}");
     }
 }

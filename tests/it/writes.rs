@@ -369,3 +369,51 @@ async fn file_traffic_streams_through_with_bounded_memory() {
     );
     daemon.stop().await;
 }
+
+/// A read passed through (here: an untrusted caller's) updates the rows the cache has and
+/// fetches whole the rows it lacks.
+#[actix_web::test]
+async fn passed_through_reads_teach_the_cache() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let site = MockSite::start();
+    seed(&site);
+    let test_db = TestDb::sqlite();
+    let daemon = primed_daemon(&site, &test_db).await;
+    // Behind sgcache's back: a change without an event, and a row the cache lost.
+    site.quiet()
+        .update("Shot", 3, json!({"code": "changed quietly"}));
+    daemon
+        .pools
+        .reader
+        .execute_raw(Statement::from_string(
+            daemon.pools.reader.get_database_backend(),
+            "DELETE FROM shot WHERE id = 4".to_owned(),
+        ))
+        .await
+        .expect("delete behind sgcache's back");
+    let body = json!({"method_name": "read", "params": [
+        {"script_name": "quiet_script", "script_key": "quiet-key"},
+        {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [
+            {"path": "id", "relation": "in", "values": [3, 4]}]},
+         "return_fields": ["code", "updated_at", "updated_by"], "return_only": "active",
+         "paging": {"entities_per_page": 10, "current_page": 1}}]});
+    let (_, reply) = post_raw(&daemon.url(), serde_json::to_vec(&body).expect("json")).await;
+    let reply: Value = serde_json::from_slice(&reply).expect("json");
+    assert_eq!(reply["results"]["entities"][0]["code"], "changed quietly");
+    let schema = daemon.cache.view().schema;
+    eventually(
+        Duration::from_secs(10),
+        "the cache learned from the reply",
+        || {
+            let (pools, schema, site) = (&daemon.pools, &schema, &site);
+            async move {
+                crate::support::first_difference(pools, schema, site, &["Shot"])
+                    .await
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    daemon.stop().await;
+}

@@ -47,6 +47,12 @@ def main():
     calls["find_tasks"] = sg.find("Task", [["entity", "type_is", "Shot"]], ["content", "entity", "task_assignees"])
     # Pass-through: schema calls and uncached types go to the site.
     calls["schema_field_read"] = sg.schema_field_read("Shot", "code")
+    # summarize is always passed through; whatever the site answers (the mock site has no
+    # summarize and answers a Fault) must reach the client unchanged.
+    try:
+        calls["summarize"] = sg.summarize("Shot", [], [{"field": "id", "type": "count"}])
+    except shotgun_api3.Fault as e:
+        calls["summarize"] = "Fault: %s" % e
     calls["uncached_type"] = sg.find("Version", [], ["code"])
     with open(out, "w") as f:
         json.dump(plain(calls), f, indent=1, sort_keys=True)
