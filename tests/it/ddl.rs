@@ -201,3 +201,77 @@ async fn widening_adds_columns_and_marks_types_incomplete() {
         arbiter.stop();
     }
 }
+
+/// A field whose data type changed on the site: its column is dropped and recreated with the
+/// new type, the registry records the new type, and its entity type must be rescanned.
+#[actix_web::test]
+async fn a_retyped_field_is_recreated_and_its_type_marked_incomplete() {
+    for test_db in databases().await {
+        let mut config = test_config(&test_db, None);
+        fixture_schema_config(&mut config);
+        let (pools, writer, arbiter) = open(&config).await;
+        apply(&config, &pools, &writer).await;
+        writer
+            .apply(Apply {
+                ops: vec![WriteOp::EntityState {
+                    entity_type: "Shot".into(),
+                    patch: EntityStatePatch {
+                        complete: Some(true),
+                        ..Default::default()
+                    },
+                }],
+                checkpoint: None,
+            })
+            .await
+            .expect("mark complete");
+
+        // The site now says Shot.sg_cut_in is a float.
+        let mut schema: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/schema_read.json")).expect("json");
+        schema["Shot"]["sg_cut_in"]["data_type"]["value"] = "float".into();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("schema_read.json");
+        std::fs::write(&path, schema.to_string()).expect("write schema");
+        config.schema.file = Some(path);
+        config.schema.entity_file = None;
+        let applied = apply(&config, &pools, &writer).await;
+        assert!(
+            applied.invalidated.contains(&"Shot".to_owned()),
+            "{:?}",
+            applied.invalidated
+        );
+        let registry = registry::load_applied(&pools.reader)
+            .await
+            .expect("registry");
+        assert_eq!(registry.types["Shot"]["sg_cut_in"].data_type, "float");
+        let complete = sgcache::db::writer::load_complete(&pools.reader)
+            .await
+            .expect("complete");
+        assert!(!complete.contains("Shot"), "Shot must be rescanned");
+        assert!(
+            columns(&pools.reader, "shot")
+                .await
+                .contains(&"sg_cut_in".to_owned())
+        );
+        // The new column takes floats.
+        writer
+            .apply(Apply {
+                ops: vec![WriteOp::Upsert {
+                    entity_type: "Shot".into(),
+                    records: vec![
+                        serde_json::json!({"type": "Shot", "id": 1, "sg_cut_in": 1.5})
+                            .as_object()
+                            .cloned()
+                            .expect("object"),
+                    ],
+                    mode: sgcache::db::writer::UpsertMode::Full,
+                    active: Some(true),
+                    event_id: None,
+                }],
+                checkpoint: None,
+            })
+            .await
+            .expect("a float goes into the retyped column");
+        arbiter.stop();
+    }
+}
