@@ -335,17 +335,34 @@ impl CacheSizes {
         }
         let this = self.clone();
         let pools = pools.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let job = async move {
+            // Clears `measuring` even if the job is dropped half-way.
+            let _guard = MeasuringGuard(this.clone());
             let snapshot = measure(&pools, &schema).await;
             if let Ok(mut last) = this.last.lock() {
                 *last = Some(snapshot);
             }
-            this.measuring.store(false, Ordering::Release);
+            let _ = done_tx.send(());
         };
-        let handle = actix_web::rt::spawn(job);
-        if stale.is_none() {
-            let _ = actix_web::rt::time::timeout(wait, handle).await;
+        // On the System's arbiter, not the HTTP worker's: a worker that stops must not drop a
+        // database query half-way (dropping a connection outside a runtime panics).
+        if !actix_web::rt::System::current().arbiter().spawn(job) {
+            self.measuring.store(false, Ordering::Release);
+            return;
         }
+        if stale.is_none() {
+            let _ = actix_web::rt::time::timeout(wait, done_rx).await;
+        }
+    }
+}
+
+/// Resets [`CacheSizes::measuring`] when a measurement ends, however it ends.
+struct MeasuringGuard(Arc<CacheSizes>);
+
+impl Drop for MeasuringGuard {
+    fn drop(&mut self) {
+        self.0.measuring.store(false, Ordering::Release);
     }
 }
 

@@ -274,13 +274,13 @@ pub fn events_request(schema: &CachedSchema, after_id: i64) -> Json {
     })
 }
 
-fn entities_of(reply: &Json) -> Result<Vec<Map<String, Json>>, PollError> {
+fn entities_of(reply: &mut Json) -> Result<Vec<Map<String, Json>>, PollError> {
     fetch::entities_of(reply).map_err(|e| PollError::Reply(e.to_string()))
 }
 
 /// The newest event id on the site (0 when the log is empty).
 pub async fn newest_event_id(upstream: &UpstreamClient) -> Result<i64, PollError> {
-    let reply = upstream
+    let mut reply = upstream
         .call(
             "read",
             Some(json!({
@@ -294,7 +294,7 @@ pub async fn newest_event_id(upstream: &UpstreamClient) -> Result<i64, PollError
             })),
         )
         .await?;
-    Ok(entities_of(&reply)?
+    Ok(entities_of(&mut reply)?
         .first()
         .and_then(|e| e.get("id"))
         .and_then(Json::as_i64)
@@ -657,11 +657,11 @@ pub async fn poll_page(
         (None, Some(gap)) => (gap - 1).min(next.last_event_id),
         (None, None) => next.last_event_id,
     };
-    let reply = ctx
+    let mut reply = ctx
         .upstream
         .call("read", Some(events_request(&schema, start)))
         .await?;
-    let events = entities_of(&reply)?;
+    let events = entities_of(&mut reply)?;
     report.events = events.len();
     report.full = events.len() >= PAGE_SIZE;
 

@@ -293,10 +293,10 @@ impl WriteBack {
             };
             let filter = and_filter(vec![json!({"path": field, "relation": "is",
                                                 "values": [{"type": parent_type, "id": parent_id}]})]);
-            let results = upstream
+            let mut results = upstream
                 .call("read", Some(read_args(entity, filter, false, 500, 1)))
                 .await?;
-            let records = entities_of(&results)?;
+            let records = entities_of(&mut results)?;
             rows += records.len() as u64;
             push_upserts(
                 &mut ops,
@@ -417,7 +417,8 @@ impl Handler<AfterRead> for WriteBack {
             let Some(entity) = schema.types.get(&msg.entity_type) else {
                 return Ok(0);
             };
-            let records = entities_of(&msg.results)?;
+            let mut results = msg.results;
+            let records = entities_of(&mut results)?;
             // Partial records can only be ordered by their `updated_at`.
             let partial: Vec<Map<String, Json>> = records
                 .iter()

@@ -31,18 +31,20 @@ pub fn read_args(
     })
 }
 
-/// The entities of one `read` reply, as records.
-pub fn entities_of(results: &Json) -> Result<Vec<Map<String, Json>>, UpstreamError> {
-    let entities = results
-        .get("entities")
-        .and_then(Json::as_array)
-        .ok_or_else(|| UpstreamError::Decode("a read reply without an entities list".to_owned()))?;
+/// The entities of one `read` reply, as records (moved out of the reply, not copied).
+pub fn entities_of(results: &mut Json) -> Result<Vec<Map<String, Json>>, UpstreamError> {
+    let Some(Json::Array(entities)) = results.get_mut("entities").map(Json::take) else {
+        return Err(UpstreamError::Decode(
+            "a read reply without an entities list".to_owned(),
+        ));
+    };
     entities
-        .iter()
-        .map(|e| {
-            e.as_object()
-                .cloned()
-                .ok_or_else(|| UpstreamError::Decode("an entity that is not an object".to_owned()))
+        .into_iter()
+        .map(|e| match e {
+            Json::Object(record) => Ok(record),
+            _ => Err(UpstreamError::Decode(
+                "an entity that is not an object".to_owned(),
+            )),
         })
         .collect()
 }
@@ -61,7 +63,7 @@ pub async fn fetch_by_ids(
             json!({"path": "id", "relation": "in", "values": chunk}),
         ]);
         let active = entities_of(
-            &client
+            &mut client
                 .call(
                     "read",
                     Some(read_args(entity, filter, false, IDS_PER_READ as u32, 1)),
@@ -83,7 +85,7 @@ pub async fn fetch_by_ids(
                 json!({"path": "id", "relation": "in", "values": missing}),
             ]);
             let retired = entities_of(
-                &client
+                &mut client
                     .call(
                         "read",
                         Some(read_args(entity, filter, true, IDS_PER_READ as u32, 1)),

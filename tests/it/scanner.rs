@@ -170,7 +170,9 @@ async fn an_interrupted_full_scan_resumes_from_its_cursor() {
         assert_eq!(scanner["running"], true, "{scanner}");
         assert_eq!(scanner["current"]["entity_type"], "Shot", "{scanner}");
         assert_eq!(scanner["current"]["kind"], "full", "{scanner}");
-        assert!(scanner["current"]["page"].as_u64() >= Some(6), "{scanner}");
+        // Pages are counted once the fetch of the next page (which overlaps the write) has
+        // returned: at most one page behind the stored cursor (6 pages of 50).
+        assert!(scanner["current"]["page"].as_u64() >= Some(5), "{scanner}");
         assert!(
             scanner["current"]["total"].as_u64() >= Some(1000),
             "{scanner}"
