@@ -1583,7 +1583,18 @@ async fn agrees_with_the_mock_site() {
             );
         }
         // Compound filters: random and/or trees of conditions on one type, retired rows too.
-        let mut rng = Rng(0xfeed_0000_0000_0042);
+        // A new seed every run (printed; SGCACHE_TEST_SEED=N replays one).
+        let seed = std::env::var("SGCACHE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0x42, |d| d.as_nanos() as u64)
+            })
+            | 1;
+        eprintln!("{backend}: differential seed {seed} (SGCACHE_TEST_SEED={seed} replays it)");
+        let mut rng = Rng(seed);
         for i in 0..400 {
             let ty = ["Shot", "Task"][i % 2];
             let pool: Vec<Value> = conditions
@@ -1668,7 +1679,7 @@ async fn agrees_with_the_mock_site() {
         eprintln!("{backend}: compared {compared}, passed through {passed}, faults {faults}");
         assert!(
             failures.is_empty(),
-            "{backend}: {} mismatches:\n{}",
+            "{backend}: {} mismatches (SGCACHE_TEST_SEED={seed} replays this run):\n{}",
             failures.len(),
             failures.join("\n")
         );
