@@ -188,8 +188,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Schema(SchemaCommand::Fetch { output }) => {
             let pools = crate::db::connect(&config.database).await?;
             crate::db::migrate(&pools).await?;
-            let upstream =
-                (!config.shotgun.url.is_empty()).then(|| UpstreamClient::new(&config.shotgun));
+            let upstream = UpstreamClient::configured(&config.shotgun);
             let src = fetch_schema(&config, upstream.as_ref()).await?;
             if let Some(path) = output {
                 std::fs::write(&path, serde_json::to_vec_pretty(&src.schema_read)?)?;

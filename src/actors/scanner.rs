@@ -664,8 +664,7 @@ impl Scanner {
         cache: Arc<CacheState>,
         stats: Arc<ScannerStats>,
     ) -> Scanner {
-        let upstream =
-            (!config.shotgun.url.is_empty()).then(|| Rc::new(UpstreamClient::new(&config.shotgun)));
+        let upstream = UpstreamClient::configured(&config.shotgun).map(Rc::new);
         Scanner {
             opts: ScanOptions::from_config(&config),
             config,

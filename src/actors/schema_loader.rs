@@ -200,8 +200,7 @@ impl SchemaLoader {
         cache: Arc<CacheState>,
         stats: Arc<SchemaLoaderStats>,
     ) -> Self {
-        let upstream =
-            (!config.shotgun.url.is_empty()).then(|| Rc::new(UpstreamClient::new(&config.shotgun)));
+        let upstream = UpstreamClient::configured(&config.shotgun).map(Rc::new);
         SchemaLoader {
             refresh_interval: config.schema.refresh_interval,
             config,

@@ -82,8 +82,7 @@ impl SiteInfo {
             state,
             pools,
             writer,
-            upstream: (!config.shotgun.url.is_empty())
-                .then(|| Rc::new(UpstreamClient::new(&config.shotgun))),
+            upstream: UpstreamClient::configured(&config.shotgun).map(Rc::new),
             refresh: config.schema.refresh_interval,
             backoff: config.shotgun.retry_backoff,
             failures: 0,

@@ -81,6 +81,11 @@ impl UpstreamClient {
         }
     }
 
+    /// A client for the configured site, or `None` when `shotgun.url` is not set.
+    pub fn configured(config: &ShotgunConfig) -> Option<UpstreamClient> {
+        (!config.url.is_empty()).then(|| UpstreamClient::new(config))
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
