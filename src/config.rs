@@ -180,6 +180,10 @@ pub struct ScannerConfig {
     pub page_size: u32,
     /// Only cache entities of these project ids (empty = all projects).
     pub projects: Vec<i64>,
+    /// How often the ids of active rows are compared with the site's, per type, to find rows
+    /// retired or deleted without an event or an `updated_at` change.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
 }
 
 /// Who gets locally answered reads, and how long credential checks are remembered.
@@ -359,6 +363,7 @@ impl Default for ScannerConfig {
             leeway: Duration::from_secs(5),
             page_size: 500,
             projects: Vec::new(),
+            reconcile_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -534,6 +539,12 @@ impl Config {
         if self.scanner.interval.is_zero() {
             return Err(ConfigError::key(
                 "scanner.interval",
+                "must be greater than 0",
+            ));
+        }
+        if self.scanner.reconcile_interval.is_zero() {
+            return Err(ConfigError::key(
+                "scanner.reconcile_interval",
                 "must be greater than 0",
             ));
         }

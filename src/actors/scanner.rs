@@ -33,13 +33,15 @@
 //! page with [`backoff_delay`], forever, never skipping a page; each is counted in the stats.
 //! Faults and database errors end the run with an error; the actor retries later with
 //! back-off and the full scan resumes from its stored cursor.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Map, Value as Json, json};
 use tracing::{info, warn};
 
@@ -53,7 +55,7 @@ use crate::db::{Pools, StoreError, registry};
 use crate::schema::CachedEntity;
 use crate::state::CacheState;
 use crate::time;
-use crate::upstream::fetch::{and_filter, entities_of, read_args};
+use crate::upstream::fetch::{and_filter, entities_of, fetch_by_ids, read_args};
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
 #[derive(Debug, thiserror::Error)]
@@ -531,6 +533,97 @@ pub async fn scan_type_incremental(
     })
 }
 
+/// Compares the ids of `entity`'s active rows with the site's active ids and corrects the rows
+/// the site no longer has active: a script that generates no events can retire an entity
+/// without moving its `updated_at`, so neither the event log nor incremental scans see it.
+/// The differing rows are read whole (retired ones come back retired); ids the site does not
+/// have at all are retired. Returns how many rows were corrected.
+pub async fn reconcile_type(
+    upstream: &UpstreamClient,
+    writer: &DbWriterHandle,
+    reader: &DatabaseConnection,
+    entity: &CachedEntity,
+    opts: &ScanOptions,
+) -> Result<u64, ScanError> {
+    let extra: Vec<Json> = project_condition(entity, &opts.projects)
+        .into_iter()
+        .collect();
+    let mut site_ids = BTreeSet::new();
+    let mut last_id = 0;
+    loop {
+        let mut conditions = vec![condition("id", "greater_than", json!([last_id]))];
+        conditions.extend(extra.iter().cloned());
+        let args = json!({
+            "type": entity.name,
+            "filters": and_filter(conditions),
+            "return_fields": ["id"],
+            "return_only": "active",
+            "sorts": [{"field_name": "id", "direction": "asc"}],
+            "paging": {"entities_per_page": opts.page_size, "current_page": 1},
+        });
+        let mut reply = upstream.call("read", Some(args)).await?;
+        let records = entities_of(&mut reply)?;
+        for id in records
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Json::as_i64))
+        {
+            site_ids.insert(id);
+            last_id = std::cmp::max(last_id, id);
+        }
+        if records.len() < opts.page_size as usize {
+            break;
+        }
+    }
+    // In scope here only: its `max`/`min` would shadow `Ord`'s elsewhere in this module.
+    use sea_orm::sea_query::ExprTrait;
+    let select = Query::select()
+        .column(Alias::new("id"))
+        .from(Alias::new(&entity.table))
+        .and_where(Expr::col(Alias::new("_active")).eq(true))
+        .to_owned();
+    let rows = reader.query_all(&select).await.map_err(StoreError::from)?;
+    let stale: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<i64>("", "id").ok())
+        .filter(|id| !site_ids.contains(id))
+        .collect();
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let fetched = fetch_by_ids(upstream, entity, &stale).await?;
+    let found: BTreeSet<i64> = fetched
+        .iter()
+        .filter_map(|(r, _)| r.get("id").and_then(Json::as_i64))
+        .collect();
+    let mut ops = Vec::new();
+    for pass in [Pass::Active, Pass::Retired] {
+        let records: Vec<Map<String, Json>> = fetched
+            .iter()
+            .filter(|(_, active)| *active == (pass == Pass::Active))
+            .map(|(r, _)| r.clone())
+            .collect();
+        if !records.is_empty() {
+            ops.push(upsert(entity, records, pass));
+        }
+    }
+    for id in stale.iter().filter(|id| !found.contains(id)) {
+        ops.push(WriteOp::SetActive {
+            entity_type: entity.name.clone(),
+            id: *id,
+            active: false,
+            event_id: None,
+        });
+    }
+    writer
+        .apply(Apply {
+            ops,
+            checkpoint: None,
+        })
+        .await?;
+    info!(entity_type = %entity.name, rows = stale.len(), "reconciled active ids with the site");
+    Ok(stale.len() as u64)
+}
+
 /// Marks `entity_type` incomplete and forgets its full-scan cursor (restart from scratch).
 pub async fn reset_full_scan(writer: &DbWriterHandle, entity_type: &str) -> Result<(), StoreError> {
     writer
@@ -560,6 +653,9 @@ pub struct ScannerStats {
     pub running: AtomicBool,
     pub full_scans: AtomicU64,
     pub incremental_scans: AtomicU64,
+    /// Id-set reconciliations run, and rows they corrected.
+    pub reconciliations: AtomicU64,
+    pub reconciled_rows: AtomicU64,
     pub entities_written: AtomicU64,
     pub retries: AtomicU64,
     pub next_run_unix_ms: AtomicI64,
@@ -587,6 +683,14 @@ impl ScannerStats {
             map.insert(
                 "incremental_scans".into(),
                 self.incremental_scans.load(Ordering::Relaxed).into(),
+            );
+            map.insert(
+                "reconciliations".into(),
+                self.reconciliations.load(Ordering::Relaxed).into(),
+            );
+            map.insert(
+                "reconciled_rows".into(),
+                self.reconciled_rows.load(Ordering::Relaxed).into(),
             );
             map.insert(
                 "entities_written".into(),
@@ -652,6 +756,7 @@ pub struct Scanner {
     opts: ScanOptions,
     in_flight: bool,
     next_incremental: Instant,
+    next_reconcile: Instant,
     retry_at: Option<Instant>,
     failures: u32,
 }
@@ -665,7 +770,9 @@ impl Scanner {
         stats: Arc<ScannerStats>,
     ) -> Scanner {
         let upstream = UpstreamClient::configured(&config.shotgun).map(Rc::new);
+        let next_reconcile = Instant::now() + config.scanner.reconcile_interval;
         Scanner {
+            next_reconcile,
             opts: ScanOptions::from_config(&config),
             config,
             pools,
@@ -715,6 +822,10 @@ impl Scanner {
         if incremental_due {
             self.next_incremental = now + self.config.scanner.interval;
             self.set_next_run(self.next_incremental);
+        }
+        let reconcile_due = incremental_due && now >= self.next_reconcile;
+        if reconcile_due {
+            self.next_reconcile = now + self.config.scanner.reconcile_interval;
         }
         self.in_flight = true;
         self.retry_at = None;
@@ -793,6 +904,25 @@ impl Scanner {
                     entities += summary.entities;
                     types += 1;
                 }
+            }
+            if reconcile_due {
+                for state in states.iter().filter(|s| s.cached && s.complete) {
+                    let Some(entity) = schema.types.get(&state.entity_type) else {
+                        continue;
+                    };
+                    match reconcile_type(&upstream, &writer, &reader, entity, &opts).await {
+                        Ok(rows) => {
+                            stats.reconciled_rows.fetch_add(rows, Ordering::Relaxed);
+                        }
+                        Err(err) if err.is_per_type() => {
+                            warn!(entity_type = %entity.name, error = %err, "reconciliation failed; next type");
+                            stats.actor.error(&err);
+                            failed.get_or_insert(err);
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                stats.reconciliations.fetch_add(1, Ordering::Relaxed);
             }
             match failed {
                 Some(err) => Err(err),

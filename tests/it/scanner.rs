@@ -590,3 +590,49 @@ async fn reads_pass_through_until_the_first_full_scan_completes() {
     );
     daemon.stop().await;
 }
+
+/// A retirement by a script without events need not move `updated_at` (the mock's does not):
+/// neither events nor incremental scans see it; the periodic id-set reconciliation does.
+#[actix_web::test]
+async fn reconciliation_finds_retirements_that_left_no_trace() {
+    let site = MockSite::start();
+    // Rows last updated an hour ago: outside every incremental scan's window.
+    site.set_now_offset(chrono::Duration::hours(-1));
+    seed_site(&site, 60);
+    for test_db in databases().await {
+        let mut config = scan_config(&test_db, &site);
+        config.scanner.interval = Duration::from_millis(200);
+        config.scanner.reconcile_interval = Duration::from_millis(300);
+        config.scanner.page_size = 25;
+        let daemon = Daemon::start(config, listener())
+            .await
+            .expect("daemon starts");
+        wait_complete(&daemon, Duration::from_secs(60)).await;
+        let victim = site
+            .entities("Shot")
+            .iter()
+            .find(|e| e["_retired"] == false)
+            .and_then(|e| e["id"].as_i64())
+            .expect("an active shot");
+        let before = site.entity("Shot", victim).expect("shot")["updated_at"].clone();
+        assert!(site.quiet().delete("Shot", victim));
+        assert_eq!(
+            site.entity("Shot", victim).expect("shot")["updated_at"],
+            before,
+            "no trace"
+        );
+
+        let url = format!("{}/status", daemon.url());
+        eventually(Duration::from_secs(20), "the retirement reconciled", || {
+            let url = url.clone();
+            async move {
+                let s = get_json(&url).await;
+                (s["actors"]["scanner"]["reconciled_rows"].as_u64() >= Some(1)).then_some(())
+            }
+        })
+        .await;
+        let schema = daemon.cache.view().schema;
+        assert_cache_matches_site(&daemon.pools, &schema, &site, "Shot").await;
+        daemon.stop().await;
+    }
+}
