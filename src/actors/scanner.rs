@@ -63,7 +63,7 @@ pub enum ScanError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The cached field set of the type changed while it was being scanned: the rows written
     /// so far lack the new fields, so the scan stops (the schema change reset its cursor).
     #[error("the cached schema of {0} changed during the scan")]
@@ -73,6 +73,15 @@ pub enum ScanError {
         entity_type: String,
         problem: String,
     },
+}
+
+impl From<StoreError> for ScanError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::SchemaChanged(entity_type) => ScanError::SchemaChanged(entity_type),
+            other => ScanError::Store(other),
+        }
+    }
 }
 
 impl ScanError {
@@ -303,6 +312,14 @@ fn upsert(entity: &CachedEntity, records: Vec<Map<String, Json>>, pass: Pass) ->
     }
 }
 
+/// The guard that makes a page's Apply fail if the type's schema changed since it was read.
+fn expect_schema(entity: &CachedEntity) -> WriteOp {
+    WriteOp::ExpectSchema {
+        entity_type: entity.name.clone(),
+        signature: entity.signature(),
+    }
+}
+
 fn state_op(entity: &CachedEntity, patch: EntityStatePatch) -> WriteOp {
     WriteOp::EntityState {
         entity_type: entity.name.clone(),
@@ -370,6 +387,7 @@ pub async fn scan_type_full(
             last_id = page.last_id;
             let apply = writer.apply(Apply {
                 ops: vec![
+                    expect_schema(entity),
                     upsert(entity, page.records, pass),
                     state_op(
                         entity,
@@ -408,17 +426,20 @@ pub async fn scan_type_full(
     let now = time::now();
     writer
         .apply(Apply {
-            ops: vec![state_op(
-                entity,
-                EntityStatePatch {
-                    complete: Some(true),
-                    full_scan_cursor: Some(None),
-                    full_scan_started_at: Some(Some(started_at.clone())),
-                    last_full_scan_at: Some(Some(now.clone())),
-                    scan_checkpoint: Some(Some(started_at)),
-                    last_scan_at: Some(Some(now)),
-                },
-            )],
+            ops: vec![
+                expect_schema(entity),
+                state_op(
+                    entity,
+                    EntityStatePatch {
+                        complete: Some(true),
+                        full_scan_cursor: Some(None),
+                        full_scan_started_at: Some(Some(started_at.clone())),
+                        last_full_scan_at: Some(Some(now.clone())),
+                        scan_checkpoint: Some(Some(started_at)),
+                        last_scan_at: Some(Some(now)),
+                    },
+                ),
+            ],
             checkpoint: None,
         })
         .await?;
@@ -495,7 +516,7 @@ pub async fn scan_type_incremental(
             }
             let n = page.records.len() as u64;
             last_id = page.last_id;
-            let mut ops = vec![upsert(entity, page.records, pass)];
+            let mut ops = vec![expect_schema(entity), upsert(entity, page.records, pass)];
             let last = pass == Pass::Retired && !page.has_next;
             if last {
                 ops.push(finish(&start_at));
@@ -518,7 +539,7 @@ pub async fn scan_type_incremental(
     if !finished {
         writer
             .apply(Apply {
-                ops: vec![finish(&start_at)],
+                ops: vec![expect_schema(entity), finish(&start_at)],
                 checkpoint: None,
             })
             .await?;

@@ -57,6 +57,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Schema(String),
+    #[error("the cached schema of {0} changed")]
+    SchemaChanged(String),
     #[error("the DbWriter is not running")]
     WriterGone,
 }

@@ -82,6 +82,13 @@ pub enum WriteOp {
     },
     /// A site fact kept across restarts (e.g. the `info` reply).
     SiteInfo { key: String, value: Json },
+    /// Fails the whole message unless `entity_type`'s cached field set still has `signature`
+    /// ([`CachedEntity::signature`]): a scan page read under an older schema must not land
+    /// after a schema change (checked here, where schema changes are applied, so no race).
+    ExpectSchema {
+        entity_type: String,
+        signature: String,
+    },
     /// A row of the verification log (`sgcache_verification`): a read whose cached answer
     /// differed from the site's.
     Verification {
@@ -650,6 +657,20 @@ async fn apply_ops(
                 }
                 row.updated_at = Set(now.clone());
                 row.update(tx).await?;
+            }
+            WriteOp::ExpectSchema {
+                entity_type,
+                signature,
+            } => {
+                if schema
+                    .types
+                    .get(entity_type)
+                    .map(CachedEntity::signature)
+                    .as_ref()
+                    != Some(signature)
+                {
+                    return Err(StoreError::SchemaChanged(entity_type.clone()));
+                }
             }
             WriteOp::SiteInfo { key, value } => {
                 let row = site_info::ActiveModel {

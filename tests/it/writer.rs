@@ -276,3 +276,62 @@ async fn the_checkpoint_moves_only_with_its_changes() {
         arbiter.stop();
     }
 }
+
+#[actix_web::test]
+async fn a_page_read_under_an_older_schema_is_refused() {
+    for test_db in databases().await {
+        let (pools, writer, arbiter) = setup(&test_db).await;
+        let page = || {
+            upsert(
+                vec![shot(1, "sh1", "2024-01-01T00:00:00Z", &[])],
+                UpsertMode::Full,
+            )
+        };
+        let stale = Apply {
+            ops: vec![
+                WriteOp::ExpectSchema {
+                    entity_type: "Shot".into(),
+                    signature: "an older field set".into(),
+                },
+                page(),
+            ],
+            checkpoint: None,
+        };
+        let err = writer.apply(stale).await.expect_err("refused");
+        assert!(
+            matches!(err, sgcache::db::StoreError::SchemaChanged(ref t) if t == "Shot"),
+            "{err}"
+        );
+        assert_eq!(query(&pools, "SELECT COUNT(*) FROM shot").await, [[s("0")]]);
+
+        let signature = {
+            let src = fetch_schema(
+                &{
+                    let mut c = test_config(&test_db, None);
+                    fixture_schema_config(&mut c);
+                    c
+                },
+                None,
+            )
+            .await
+            .expect("schema");
+            let site = src.parse().expect("parse");
+            let rules = test_config(&test_db, None).schema.rules();
+            let (cached, _) = sgcache::schema::select(&site, &rules).expect("select");
+            cached.types["Shot"].signature()
+        };
+        let fresh = Apply {
+            ops: vec![
+                WriteOp::ExpectSchema {
+                    entity_type: "Shot".into(),
+                    signature,
+                },
+                page(),
+            ],
+            checkpoint: None,
+        };
+        writer.apply(fresh).await.expect("same schema: applied");
+        assert_eq!(query(&pools, "SELECT COUNT(*) FROM shot").await, [[s("1")]]);
+        arbiter.stop();
+    }
+}
