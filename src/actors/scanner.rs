@@ -697,30 +697,16 @@ impl ScannerStats {
                 "running".into(),
                 self.running.load(Ordering::Relaxed).into(),
             );
-            map.insert(
-                "full_scans".into(),
-                self.full_scans.load(Ordering::Relaxed).into(),
-            );
-            map.insert(
-                "incremental_scans".into(),
-                self.incremental_scans.load(Ordering::Relaxed).into(),
-            );
-            map.insert(
-                "reconciliations".into(),
-                self.reconciliations.load(Ordering::Relaxed).into(),
-            );
-            map.insert(
-                "reconciled_rows".into(),
-                self.reconciled_rows.load(Ordering::Relaxed).into(),
-            );
-            map.insert(
-                "entities_written".into(),
-                self.entities_written.load(Ordering::Relaxed).into(),
-            );
-            map.insert(
-                "retries".into(),
-                self.retries.load(Ordering::Relaxed).into(),
-            );
+            for (key, counter) in [
+                ("full_scans", &self.full_scans),
+                ("incremental_scans", &self.incremental_scans),
+                ("reconciliations", &self.reconciliations),
+                ("reconciled_rows", &self.reconciled_rows),
+                ("entities_written", &self.entities_written),
+                ("retries", &self.retries),
+            ] {
+                map.insert(key.into(), counter.load(Ordering::Relaxed).into());
+            }
             map.insert(
                 "next_run_at".into(),
                 (next > 0)
