@@ -751,6 +751,29 @@ impl ScanObserver for StatsObserver {
     }
 }
 
+/// Sorts the result of one type's step in a scanner run: `Ok(Some(value))` on success;
+/// `Ok(None)` after recording a failure of that type alone (a fault, a bad reply, a schema
+/// change: the run goes on with the next type, and ends as failed); `Err` for a failure of
+/// the site or the database as a whole, which ends the run.
+fn per_type<T>(
+    result: Result<T, ScanError>,
+    step: &str,
+    entity: &CachedEntity,
+    stats: &ScannerStats,
+    failed: &mut Option<ScanError>,
+) -> Result<Option<T>, ScanError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.is_per_type() => {
+            warn!(entity_type = %entity.name, error = %err, "{step} failed; next type");
+            stats.actor.error(&err);
+            failed.get_or_insert(err);
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Runs full scans of incomplete types (one type at a time) and, every `scanner.interval`,
 /// incremental scans of complete types. Waits for the schema to be loaded.
 pub struct Scanner {
@@ -857,24 +880,11 @@ impl Scanner {
                 let Some(entity) = schema.types.get(&state.entity_type) else {
                     continue;
                 };
-                let summary = match scan_type_full(
-                    &upstream,
-                    &writer,
-                    entity,
-                    state,
-                    &opts,
-                    &mut observer,
-                )
-                .await
-                {
-                    Ok(summary) => summary,
-                    Err(err) if err.is_per_type() => {
-                        warn!(entity_type = %entity.name, error = %err, "full scan failed; next type");
-                        stats.actor.error(&err);
-                        failed.get_or_insert(err);
-                        continue;
-                    }
-                    Err(err) => return Err(err),
+                let result =
+                    scan_type_full(&upstream, &writer, entity, state, &opts, &mut observer).await;
+                let Some(summary) = per_type(result, "full scan", entity, &stats, &mut failed)?
+                else {
+                    continue;
                 };
                 info!(entity_type = %summary.entity_type, entities = summary.entities, seconds = summary.seconds, "full scan done");
                 record_summary(&stats, &summary);
@@ -887,24 +897,20 @@ impl Scanner {
                     let Some(entity) = schema.types.get(&state.entity_type) else {
                         continue;
                     };
-                    let summary = match scan_type_incremental(
+                    let checkpoint = state.scan_checkpoint.as_deref();
+                    let result = scan_type_incremental(
                         &upstream,
                         &writer,
                         entity,
-                        state.scan_checkpoint.as_deref(),
+                        checkpoint,
                         &opts,
                         &mut observer,
                     )
-                    .await
-                    {
-                        Ok(summary) => summary,
-                        Err(err) if err.is_per_type() => {
-                            warn!(entity_type = %entity.name, error = %err, "incremental scan failed; next type");
-                            stats.actor.error(&err);
-                            failed.get_or_insert(err);
-                            continue;
-                        }
-                        Err(err) => return Err(err),
+                    .await;
+                    let Some(summary) =
+                        per_type(result, "incremental scan", entity, &stats, &mut failed)?
+                    else {
+                        continue;
                     };
                     record_summary(&stats, &summary);
                     stats.incremental_scans.fetch_add(1, Ordering::Relaxed);
@@ -917,16 +923,11 @@ impl Scanner {
                     let Some(entity) = schema.types.get(&state.entity_type) else {
                         continue;
                     };
-                    match reconcile_type(&upstream, &writer, &reader, entity, &opts).await {
-                        Ok(rows) => {
-                            stats.reconciled_rows.fetch_add(rows, Ordering::Relaxed);
-                        }
-                        Err(err) if err.is_per_type() => {
-                            warn!(entity_type = %entity.name, error = %err, "reconciliation failed; next type");
-                            stats.actor.error(&err);
-                            failed.get_or_insert(err);
-                        }
-                        Err(err) => return Err(err),
+                    let result = reconcile_type(&upstream, &writer, &reader, entity, &opts).await;
+                    if let Some(rows) =
+                        per_type(result, "reconciliation", entity, &stats, &mut failed)?
+                    {
+                        stats.reconciled_rows.fetch_add(rows, Ordering::Relaxed);
                     }
                 }
                 stats.reconciliations.fetch_add(1, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache_mock_site::MockSite;
 
-use crate::support::{TestDb, eventually, listener, test_config};
+use crate::support::{TestDb, listener, test_config, wait_primed};
 
 fn read_body(script: &str, key: &str) -> Value {
     json!({"method_name": "read", "params": [{"script_name": script, "script_key": key}, {
@@ -44,15 +44,7 @@ async fn credentials_are_checked_once_and_only_trusted_callers_read_the_cache() 
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     let base = daemon.url();
     let status = format!("{base}/status");
-    eventually(Duration::from_secs(30), "Shot primed", || {
-        let url = status.clone();
-        async move {
-            let mut r = Client::default().get(&url).send().await.ok()?;
-            let s: Value = r.json().limit(1 << 20).await.ok()?;
-            (s["schema"]["types"]["Shot"]["complete"] == true).then_some(())
-        }
-    })
-    .await;
+    wait_primed(&daemon, Duration::from_secs(30)).await;
     site.clear_requests();
 
     // A wrong key: the site's own authentication fault, and the next try is refused from memory.

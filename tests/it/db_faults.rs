@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sgcache::Daemon;
 
 use crate::support::{
-    MockSite, TestDb, eventually, first_difference, listener, pg_url, test_config,
+    MockSite, TestDb, first_difference, listener, pg_url, test_config, wait_primed,
 };
 
 async fn post(base: &str, body: &Value) -> Value {
@@ -44,16 +44,7 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
     config.events.enabled = false;
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     let base = daemon.url();
-    let status_url = format!("{base}/status");
-    eventually(Duration::from_secs(30), "Shot primed", || {
-        let url = status_url.clone();
-        async move {
-            let mut r = awc::Client::default().get(&url).send().await.ok()?;
-            let s: Value = r.json().limit(1 << 20).await.ok()?;
-            (s["schema"]["complete_types"] == 1).then_some(())
-        }
-    })
-    .await;
+    wait_primed(&daemon, Duration::from_secs(30)).await;
     let read = json!({"method_name": "read", "params": [auth(), {"type": "Shot",
         "filters": {"logical_operator": "and", "conditions": [{"path": "id", "relation": "less_than", "values": [50]}]},
         "return_fields": ["code"], "return_only": "active", "paging": {"entities_per_page": 100, "current_page": 1}}]});

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sgcache::Daemon;
 
-use crate::support::{MockSite, TestDb, eventually, listener, test_config};
+use crate::support::{MockSite, TestDb, listener, test_config, wait_primed};
 
 const CLIENT_VERSION: &str = "shotgun_api3==3.10.3";
 
@@ -130,16 +130,7 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
         "HumanUser".into(),
     ];
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
-    let status_url = format!("{}/status", daemon.url());
-    eventually(Duration::from_secs(120), "every cached type primed", || {
-        let url = status_url.clone();
-        async move {
-            let mut r = awc::Client::default().get(&url).send().await.ok()?;
-            let status: Value = r.json().limit(1 << 20).await.ok()?;
-            (status["schema"]["complete_types"] == 6).then_some(())
-        }
-    })
-    .await;
+    wait_primed(&daemon, Duration::from_secs(120)).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     site.clear_requests();

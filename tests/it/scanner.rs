@@ -12,30 +12,13 @@ use sgcache::db::{self, Pools, registry};
 
 use crate::support::{
     MockSite, TestDb, assert_cache_matches_site, databases, eventually, listener, test_config,
+    wait_primed,
 };
 
 async fn get_json(url: &str) -> Value {
     let mut response = awc::Client::default().get(url).send().await.expect("GET");
     assert!(response.status().is_success(), "{url}");
     response.json().limit(10 << 20).await.expect("JSON")
-}
-
-/// Waits until every cached type is complete and the scanner's run has ended; returns `/status`.
-async fn wait_complete(daemon: &Daemon, within: Duration) -> Value {
-    let url = format!("{}/status", daemon.url());
-    eventually(within, "every cached type complete", || {
-        let url = url.clone();
-        async move {
-            let status = get_json(&url).await;
-            let loaded = status["schema"]["loaded"] == true;
-            let cached = status["schema"]["cached_types"].as_u64().unwrap_or(0);
-            let complete = status["schema"]["complete_types"].as_u64().unwrap_or(0);
-            // The scanner's own figures are updated when its run ends.
-            let idle = status["actors"]["scanner"]["running"] == false;
-            (loaded && cached > 0 && cached == complete && idle).then_some(status)
-        }
-    })
-    .await
 }
 
 /// A site with projects, sequences, assets and `shots` shots (some retired) linking them.
@@ -107,7 +90,7 @@ async fn a_full_scan_makes_the_cache_equal_to_the_site() {
         let daemon = Daemon::start(scan_config(&test_db, &site), listener())
             .await
             .expect("daemon starts");
-        let status = wait_complete(&daemon, Duration::from_secs(120)).await;
+        let status = wait_primed(&daemon, Duration::from_secs(120)).await;
         assert_eq!(status["schema"]["types"]["Shot"]["complete"], true);
         let scanner = &status["actors"]["scanner"];
         assert!(scanner["full_scans"].as_u64() >= Some(7), "{scanner}");
@@ -194,7 +177,7 @@ async fn an_interrupted_full_scan_resumes_from_its_cursor() {
         let daemon = Daemon::start(config, listener())
             .await
             .expect("daemon restarts");
-        wait_complete(&daemon, Duration::from_secs(120)).await;
+        wait_primed(&daemon, Duration::from_secs(120)).await;
         let first = site
             .requests()
             .into_iter()
@@ -223,7 +206,7 @@ async fn incremental_scans_pick_up_writes_without_events() {
         let daemon = Daemon::start(config, listener())
             .await
             .expect("daemon starts");
-        wait_complete(&daemon, Duration::from_secs(60)).await;
+        wait_primed(&daemon, Duration::from_secs(60)).await;
         let active: Vec<i64> = site
             .entities("Shot")
             .iter()
@@ -318,7 +301,7 @@ async fn a_failing_site_is_retried_without_skipping_pages() {
     .await;
     // More failures than the upstream client retries by itself.
     site.fail_next(8, 503);
-    let status = wait_complete(&daemon, Duration::from_secs(120)).await;
+    let status = wait_primed(&daemon, Duration::from_secs(120)).await;
     let scanner = &status["actors"]["scanner"];
     assert!(scanner["errors"].as_u64() >= Some(1), "{scanner}");
     let schema = daemon.cache.view().schema;
@@ -580,7 +563,7 @@ async fn reads_pass_through_until_the_first_full_scan_completes() {
     assert!(status["requests"]["pass_through_reasons"]["incomplete_type"].as_u64() >= Some(1));
 
     site.set_latency(Duration::ZERO);
-    wait_complete(&daemon, Duration::from_secs(60)).await;
+    wait_primed(&daemon, Duration::from_secs(60)).await;
     let after = post(daemon.url(), read).await;
     assert_eq!(after, during, "the same answer");
     assert_eq!(
@@ -607,7 +590,7 @@ async fn reconciliation_finds_retirements_that_left_no_trace() {
         let daemon = Daemon::start(config, listener())
             .await
             .expect("daemon starts");
-        wait_complete(&daemon, Duration::from_secs(60)).await;
+        wait_primed(&daemon, Duration::from_secs(60)).await;
         let victim = site
             .entities("Shot")
             .iter()

@@ -414,3 +414,33 @@ pub async fn assert_cache_matches_site(
         panic!("cache differs from the site: {difference}");
     }
 }
+
+/// `GET /status` of an in-process daemon.
+pub async fn status_of(daemon: &sgcache::Daemon) -> Value {
+    let url = format!("{}/status", daemon.url());
+    let mut response = awc::Client::default()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET /status");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().limit(10 << 20).await.expect("JSON")
+}
+
+/// Waits until every cached type is complete and the scanner's run has ended; returns `/status`.
+pub async fn wait_primed(daemon: &sgcache::Daemon, within: Duration) -> Value {
+    eventually(within, "every cached type complete", || async {
+        let status = status_of(daemon).await;
+        let loaded = status["schema"]["loaded"] == true;
+        let cached = status["schema"]["cached_types"].as_u64().unwrap_or(0);
+        let complete = status["schema"]["complete_types"].as_u64().unwrap_or(0);
+        // The scanner's own figures are updated when its run ends.
+        let idle = status["actors"]["scanner"]["running"] == false;
+        (loaded && cached > 0 && cached == complete && idle).then_some(status)
+    })
+    .await
+}

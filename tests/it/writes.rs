@@ -8,7 +8,7 @@ use sgcache::Daemon;
 use sgcache_mock_site::MockSite;
 
 use crate::support::{
-    TestDb, assert_cache_matches_site, databases, eventually, listener, test_config,
+    TestDb, assert_cache_matches_site, databases, eventually, listener, test_config, wait_primed,
 };
 
 fn auth() -> Value {
@@ -73,16 +73,7 @@ async fn primed_daemon(site: &MockSite, test_db: &TestDb) -> Daemon {
     config.events.enabled = false;
     config.server.write_back_wait = Duration::from_secs(10);
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
-    let url = format!("{}/status", daemon.url());
-    eventually(Duration::from_secs(60), "cache primed", || {
-        let url = url.clone();
-        async move {
-            let mut r = Client::default().get(&url).send().await.ok()?;
-            let s: Value = r.json().limit(1 << 20).await.ok()?;
-            (s["schema"]["complete_types"] == 4).then_some(())
-        }
-    })
-    .await;
+    wait_primed(&daemon, Duration::from_secs(60)).await;
     daemon
 }
 
