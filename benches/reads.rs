@@ -1,5 +1,5 @@
 //! Issue #4: latency and throughput of locally answered reads through sgcache's HTTP endpoint,
-//! next to the floor (the same compiled SQL run directly with `sgcache::query::execute`, and an
+//! next to the floor (the same compiled SQL run directly with `sgcache::db::reader::execute`, and an
 //! empty actix-web round trip, `/ping`).
 //!
 //! A daemon on SQLite (`server.workers = 2`) primes itself from the in-process mock site; the
@@ -20,7 +20,8 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache::api3::read::ReadRequest;
-use sgcache::query::{Decision, execute, plan_read};
+use sgcache::db::reader::execute;
+use sgcache::query::{Decision, plan_read};
 use sgcache_mock_site::MockSite;
 
 /// A placeholder id replaced per request by wrk's Lua script (find by id).
@@ -415,7 +416,7 @@ fn main() {
             println!("| {} | {conns} | {:.3} | {:.3} | {:.0} |", o.name, ms(o.many.p50), ms(o.many.p99), o.many.rps);
         }
         println!();
-        println!("Floor: the same compiled SQL via sgcache::query::execute on the reader pool (no HTTP); floor p50 = execute p50 + /ping p50 (1 conn, measured right before the case).");
+        println!("Floor: the same compiled SQL via sgcache::db::reader::execute on the reader pool (no HTTP); floor p50 = execute p50 + /ping p50 (1 conn, measured right before the case).");
         println!();
         println!("| request | /ping p50 ms | parse+plan p50 ms | query_all_raw p50 ms (no decode) | execute p50 ms | execute p99 ms | execute ops/s (1 task) | execute ops/s (16 tasks) | floor p50 ms | sgcache p50 ms (1 conn) | ratio to floor | target ≤ 1.5× | served locally |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");

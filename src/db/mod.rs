@@ -3,6 +3,7 @@
 //! Reads use [`Pools::reader`] concurrently. Every mutation goes through the
 //! [`writer::DbWriter`] actor, which owns [`Pools::writer`] (one connection on SQLite).
 pub mod entities;
+pub mod reader;
 pub mod registry;
 pub mod writer;
 

@@ -237,7 +237,7 @@ pub async fn api3(
                         return refusal;
                     }
                     let answered_at = chrono::Utc::now();
-                    match crate::query::execute(&compiled, &state.pools.reader).await {
+                    match crate::db::reader::execute(&compiled, &state.pools.reader).await {
                         Ok(value) => {
                             // A copy for the verifier: never waits (a full queue drops it).
                             if let Some(verifier) = &state.verifier

@@ -1,5 +1,5 @@
-//! Shotgun read requests compiled to SQL for SQLite and PostgreSQL, and rows decoded back to
-//! the site's JSON (pure, no I/O except [`execute`]).
+//! Shotgun read requests compiled to SQL for SQLite and PostgreSQL (pure, no I/O): the page
+//! executor and the row decoder live in [`crate::db::reader`].
 //!
 //! [`plan_read`] decides whether a read can be answered from the cache ([`Decision::Local`])
 //! or must go to the site ([`Decision::PassThrough`]), and compiles it. SQL is built by
@@ -31,15 +31,11 @@
 //! comparing text kinds with a non-ASCII value are passed through, and sorting non-ASCII text
 //! may order differently between the backends (ASCII text sorts identically: `COLLATE "C"` on
 //! PostgreSQL, BINARY on SQLite).
-pub mod decode;
 pub mod filters;
 pub mod paths;
 pub mod plan;
 pub mod select;
 pub mod sql;
-
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
-use serde_json::{Value as Json, json};
 
 pub use plan::plan_read;
 pub use select::{Decode, OutField};
@@ -100,27 +96,4 @@ pub struct CompiledRead {
 pub enum Decision {
     Local(CompiledRead),
     PassThrough(PassReason),
-}
-
-/// Runs a compiled read; returns the `results` value
-/// `{"entities": [...], "paging_info": {"entity_count": N, "has_next_page": bool}}`.
-pub async fn execute(read: &CompiledRead, db: &DatabaseConnection) -> Result<Json, DbErr> {
-    let rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
-    let total: i64 = match rows.first() {
-        Some(r) => r.try_get("", select::TOTAL)?,
-        None if read.current_page <= 1 => 0,
-        None => match db.query_one_raw(read.count.statement(read.dialect)).await? {
-            Some(r) => r.try_get("", select::TOTAL)?,
-            None => 0,
-        },
-    };
-    let entities = rows
-        .iter()
-        .map(|r| decode::entity(r, &read.entity_type, &read.fields))
-        .collect::<Result<Vec<_>, _>>()?;
-    let end = i64::from(read.current_page) * i64::from(read.entities_per_page);
-    Ok(json!({
-        "entities": entities,
-        "paging_info": {"entity_count": total, "has_next_page": total > end},
-    }))
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
 use sgcache::api3::read::ReadRequest;
+use sgcache::db::reader::execute;
 use sgcache::db::writer::{
     Apply, DbWriterHandle, EntityStatePatch, UpsertMode, WriteOp, load_complete,
 };
 use sgcache::db::{self, Pools};
 use sgcache::query::plan::plan_read_at;
-use sgcache::query::{Decision, execute, plan_read};
+use sgcache::query::{Decision, plan_read};
 use sgcache::schema::{CachedSchema, SiteSchema};
 use sgcache::state::CacheState;
 

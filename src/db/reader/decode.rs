@@ -2,7 +2,7 @@
 use sea_orm::{DbErr, QueryResult};
 use serde_json::{Map, Value as Json, json};
 
-use super::select::{Decode, ID, OutField};
+use crate::query::select::{Decode, ID, OutField};
 use crate::schema::FieldKind;
 
 fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<Option<T>, DbErr> {
