@@ -1,8 +1,9 @@
 //! The wire filter tree (§5.1) compiled against the schema and evaluated on stored rows (§5.5).
 
 use crate::error::{Fault, ruby_inspect};
+use crate::semantics::{CalUnit, EmptyIn, EmptyPath};
 use crate::store::{Row, Store, as_link, parse_datetime};
-use chrono::{DateTime, Datelike, Duration, Months, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 
@@ -18,6 +19,8 @@ pub enum Filter {
 pub struct Leaf {
     /// Link hops of a deep path: (field, target type).
     hops: Vec<(String, String)>,
+    /// Some hop is a multi_entity field.
+    through_multi: bool,
     /// Final field and the type owning it.
     field: String,
     owner: String,
@@ -45,14 +48,6 @@ enum Rel {
     InLast,
     InNext,
     InCalendar(CalUnit),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CalUnit {
-    Day,
-    Week,
-    Month,
-    Year,
 }
 
 fn parse_rel(s: &str) -> Option<(Rel, bool)> {
@@ -86,6 +81,11 @@ fn parse_rel(s: &str) -> Option<(Rel, bool)> {
         "in_calendar_year" => (Rel::InCalendar(CalUnit::Year), false),
         _ => return None,
     })
+}
+
+/// Text kinds compared (and sorted) case-insensitively.
+pub fn case_insensitive(dt: &str) -> bool {
+    is_textish(dt) && dt != "list" && dt != "status_list"
 }
 
 fn is_textish(dt: &str) -> bool {
@@ -255,10 +255,12 @@ fn compile_leaf(store: &Store, ty: &str, node: &Value) -> Result<Filter, Fault> 
         )));
     }
     let mut hops = Vec::new();
+    let mut through_multi = false;
     let mut cur = ty.to_string();
     for pair in parts[..parts.len() - 1].chunks(2) {
         match store.schema.data_type(&cur, pair[0]) {
-            Some("entity") | Some("multi_entity") => {}
+            Some("entity") => {}
+            Some("multi_entity") => through_multi = true,
             _ => {
                 return Err(Fault::new(format!(
                     "API read() {cur}.{} doesn't exist: {dump}",
@@ -298,6 +300,22 @@ fn compile_leaf(store: &Store, ty: &str, node: &Value) -> Result<Filter, Fault> 
             "API read() relation '{rel_s}' needs {need} value(s): {dump}"
         )));
     }
+    if rel == Rel::In && values.is_empty() {
+        match store.semantics.empty_in {
+            EmptyIn::MatchNone => {}
+            EmptyIn::Ignored => {
+                return Ok(Filter::Group {
+                    and: true,
+                    children: vec![],
+                });
+            }
+            EmptyIn::Fault => {
+                return Err(Fault::new(format!(
+                    "API read() relation '{rel_s}' needs at least one value: {dump}"
+                )));
+            }
+        }
+    }
     if (dt == "checkbox" || dt == "image") && rel == Rel::Is {
         let v = values.first().unwrap_or(&Value::Null);
         if dt == "checkbox" && !v.is_boolean() {
@@ -325,6 +343,7 @@ fn compile_leaf(store: &Store, ty: &str, node: &Value) -> Result<Filter, Fault> 
     }
     Ok(Filter::Leaf(Leaf {
         hops,
+        through_multi,
         field: field.to_string(),
         owner: cur,
         dt,
@@ -397,6 +416,9 @@ impl Leaf {
             }
             if next.is_empty() {
                 let _ = any_null;
+                if self.through_multi && store.semantics.empty_path == EmptyPath::NoValue {
+                    return vec![];
+                }
                 return vec![Value::Null];
             }
             rows = next;
@@ -460,7 +482,7 @@ impl Leaf {
                 })
             }
             Rel::InLast | Rel::InNext => {
-                let Some(t) = value_time(dt, v) else {
+                let Some(t) = value_time(store, dt, v) else {
                     return false;
                 };
                 let now = store.now();
@@ -475,11 +497,12 @@ impl Leaf {
                 }
             }
             Rel::InCalendar(unit) => {
-                let Some(t) = value_time(dt, v) else {
+                let Some(t) = value_time(store, dt, v) else {
                     return false;
                 };
                 let off = self.values[0].as_i64().unwrap_or(0);
-                let Some((start, end)) = calendar_period(store.now(), unit, off) else {
+                let Some((start, end)) = store.semantics.calendar_period(store.now(), unit, off)
+                else {
                     return false;
                 };
                 t >= start && t < end
@@ -512,51 +535,13 @@ impl Leaf {
     }
 }
 
-fn value_time(dt: &str, v: &Value) -> Option<DateTime<Utc>> {
+fn value_time(store: &Store, dt: &str, v: &Value) -> Option<DateTime<Utc>> {
     let s = v.as_str()?;
     if dt == "date" {
-        return chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()?
-            .and_hms_opt(0, 0, 0)
-            .map(|n| n.and_utc());
+        let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+        return store.semantics.date_instant(d);
     }
     parse_datetime(s)
-}
-
-fn calendar_period(
-    now: DateTime<Utc>,
-    unit: CalUnit,
-    off: i64,
-) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let today = now.date_naive();
-    let (start, end) = match unit {
-        CalUnit::Day => {
-            let s = today + Duration::days(off);
-            (s, s + Duration::days(1))
-        }
-        CalUnit::Week => {
-            let monday = today - Duration::days(today.weekday().num_days_from_monday() as i64);
-            let s = monday + Duration::weeks(off);
-            (s, s + Duration::weeks(1))
-        }
-        CalUnit::Month => {
-            let first = today.with_day(1)?;
-            let s = if off >= 0 {
-                first.checked_add_months(Months::new(off as u32))?
-            } else {
-                first.checked_sub_months(Months::new((-off) as u32))?
-            };
-            (s, s.checked_add_months(Months::new(1))?)
-        }
-        CalUnit::Year => {
-            let s = chrono::NaiveDate::from_ymd_opt(today.year() + off as i32, 1, 1)?;
-            (s, chrono::NaiveDate::from_ymd_opt(s.year() + 1, 1, 1)?)
-        }
-    };
-    Some((
-        start.and_hms_opt(0, 0, 0)?.and_utc(),
-        end.and_hms_opt(0, 0, 0)?.and_utc(),
-    ))
 }
 
 fn text_op(v: &Value, needle: &Value, f: impl Fn(&str, &str) -> bool) -> bool {
@@ -594,7 +579,7 @@ pub fn compare(dt: &str, a: &Value, b: &Value) -> Option<Ordering> {
             {
                 return Some(p.cmp(&q));
             }
-            if is_textish(dt) && dt != "list" && dt != "status_list" {
+            if case_insensitive(dt) {
                 Some(x.to_lowercase().cmp(&y.to_lowercase()))
             } else {
                 Some(x.cmp(y))

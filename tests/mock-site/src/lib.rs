@@ -17,12 +17,14 @@ pub mod files;
 pub mod filters;
 pub mod read;
 pub mod schema;
+pub mod semantics;
 pub mod server;
 pub mod store;
 
 pub use api::{RecordedRequest, ScriptConfig, UserConfig};
 pub use error::Fault;
 pub use schema::Schema;
+pub use semantics::{EmptyIn, EmptyPath, NullsAt, Semantics, TextOrder};
 pub use store::ReverseField;
 
 use api::{Shared, SiteState};
@@ -55,6 +57,8 @@ pub struct MockConfig {
     /// Link field pairs kept consistent, with back-reference events (pairs missing from the
     /// schema are ignored).
     pub reverse_fields: Vec<ReverseField>,
+    /// The rules where the documentation is silent (default: the mock's historical choices).
+    pub semantics: Semantics,
 }
 
 impl Default for MockConfig {
@@ -78,6 +82,7 @@ impl Default for MockConfig {
             first_id: 1,
             validate_links: true,
             reverse_fields: events::default_reverse_fields(),
+            semantics: Semantics::default(),
         }
     }
 }
@@ -115,6 +120,7 @@ impl MockSite {
         let schema = Arc::new(config.schema.clone());
         let mut store = Store::new(schema.clone(), config.first_id);
         store.validate_links = config.validate_links;
+        store.semantics = config.semantics;
         let bootstrap = Actor {
             link: Value::Null,
             generate_events: false,
@@ -362,6 +368,11 @@ impl MockSite {
     /// then give byte-identical answers.
     pub fn freeze_clock(&self, at: Option<chrono::DateTime<chrono::Utc>>) {
         self.state().store.frozen_now = at;
+    }
+
+    /// Switch the site's rules (sorting, relative dates, empty paths and lists) from now on.
+    pub fn set_semantics(&self, semantics: Semantics) {
+        self.state().store.semantics = semantics;
     }
 
     /// The site clock (UTC, whole seconds).

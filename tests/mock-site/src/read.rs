@@ -1,7 +1,8 @@
 //! The `read` method (§2.3, §3.3, §4.2) and record rendering shared with the write methods.
 
 use crate::error::Fault;
-use crate::filters::{self, compare};
+use crate::filters::{self, case_insensitive, compare};
+use crate::semantics::Semantics;
 use crate::store::{EVENT_TYPE, Row, Store};
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
@@ -109,8 +110,7 @@ pub fn read(store: &Store, args: &Value) -> Result<Value, Fault> {
                     .resolve_raw(ty, b, field)
                     .map(|x| x.0)
                     .unwrap_or(Value::Null);
-                let o = sort_cmp(store, dt, &va, &vb);
-                let o = if *desc { o.reverse() } else { o };
+                let o = key_cmp(store, &store.semantics, dt, &va, &vb, *desc);
                 if o != Ordering::Equal {
                     return o;
                 }
@@ -195,18 +195,19 @@ fn sort_field_type(store: &Store, ty: &str, path: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// Sort order: nulls first, links by display name then id.
-fn sort_cmp(store: &Store, dt: &str, a: &Value, b: &Value) -> Ordering {
-    match (a, b) {
-        (Value::Null, Value::Null) => Ordering::Equal,
-        (Value::Null, _) => Ordering::Less,
-        (_, Value::Null) => Ordering::Greater,
-        _ if dt == "entity" => {
-            let na = store.expand(a);
-            let nb = store.expand(b);
-            sort_cmp(store, "text", &na["name"], &nb["name"])
-                .then_with(|| na["id"].as_i64().cmp(&nb["id"].as_i64()))
-        }
-        _ => compare(dt, a, b).unwrap_or_else(|| a.to_string().cmp(&b.to_string())),
+/// Order of one sort key in its direction: NULLs placed and text ordered by the site's rules,
+/// links by display name then id (each placed like a key of its own).
+fn key_cmp(store: &Store, sem: &Semantics, dt: &str, a: &Value, b: &Value, desc: bool) -> Ordering {
+    if dt == "entity" && !a.is_null() && !b.is_null() {
+        let na = store.expand(a);
+        let nb = store.expand(b);
+        return key_cmp(store, sem, "text", &na["name"], &nb["name"], desc).then_with(|| {
+            sem.sort_key_cmp(na["id"].as_i64(), nb["id"].as_i64(), desc, |x, y| x.cmp(&y))
+        });
     }
+    let some = |v: &Value| (!v.is_null()).then_some(v.clone());
+    sem.sort_key_cmp(some(a), some(b), desc, |x, y| match (&x, &y) {
+        (Value::String(p), Value::String(q)) if case_insensitive(dt) => sem.text_cmp(p, q),
+        _ => compare(dt, &x, &y).unwrap_or_else(|| x.to_string().cmp(&y.to_string())),
+    })
 }

@@ -91,6 +91,8 @@ pub struct Store {
     pub frozen_now: Option<DateTime<Utc>>,
     pub validate_links: bool,
     pub reverse: Vec<ReverseField>,
+    /// The site's rules where the documentation is silent.
+    pub semantics: crate::semantics::Semantics,
 }
 
 pub fn fmt_wire(t: DateTime<Utc>) -> String {
@@ -151,6 +153,7 @@ impl Store {
             frozen_now: None,
             validate_links: true,
             reverse: Vec::new(),
+            semantics: Default::default(),
         }
     }
 
