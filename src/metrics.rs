@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 
+use crate::api3::method::ApiMethod;
 use crate::db::Pools;
 use crate::schema::{Backend, CachedSchema};
 
@@ -56,6 +56,16 @@ impl Default for LatencyHistogram {
             count: AtomicU64::new(0),
         }
     }
+}
+
+/// A latency summary on `/status` (milliseconds, estimated from the buckets).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 /// A copy of a histogram's figures at one instant.
@@ -157,56 +167,16 @@ impl HistogramSnapshot {
     }
 
     /// `{count, mean_ms, p50_ms, p95_ms, p99_ms}` for `/status`.
-    pub fn summary(&self) -> Json {
+    pub fn summary(&self) -> LatencySummary {
         let ms = |s: Option<f64>| s.map(|s| (s * 1e5).round() / 100.0);
-        json!({
-            "count": self.count,
-            "mean_ms": ms((self.count > 0).then(|| self.sum_seconds / self.count as f64)),
-            "p50_ms": ms(self.quantile(0.50)),
-            "p95_ms": ms(self.quantile(0.95)),
-            "p99_ms": ms(self.quantile(0.99)),
-        })
+        LatencySummary {
+            count: self.count,
+            mean_ms: ms((self.count > 0).then(|| self.sum_seconds / self.count as f64)),
+            p50_ms: ms(self.quantile(0.50)),
+            p95_ms: ms(self.quantile(0.95)),
+            p99_ms: ms(self.quantile(0.99)),
+        }
     }
-}
-
-/// api3 method names as they appear in the `method` label; anything else is `other`, so a
-/// client cannot grow the number of series without bound.
-const KNOWN_METHODS: &[&str] = &[
-    "info",
-    "read",
-    "create",
-    "update",
-    "delete",
-    "revive",
-    "batch",
-    "summarize",
-    "text_search",
-    "entity_types",
-    "schema_read",
-    "schema_entity_read",
-    "schema_field_read",
-    "schema_field_create",
-    "schema_field_update",
-    "schema_field_delete",
-    "follow",
-    "unfollow",
-    "followers",
-    "following",
-    "activity_stream_read",
-    "note_thread_read",
-    "work_schedule_read",
-    "work_schedule_update",
-    "preferences_read",
-    "update_project_last_accessed",
-    "get_session_token",
-];
-
-pub fn method_label(method: &str) -> &'static str {
-    KNOWN_METHODS
-        .iter()
-        .find(|&&m| m == method)
-        .copied()
-        .unwrap_or("other")
 }
 
 /// The request handler's own figures (kept in [`crate::http::api3::RequestStats`]).
@@ -240,8 +210,8 @@ impl RequestMetrics {
     }
 
     /// Records one answered request: its method, how it was served and how long it took.
-    pub fn observe(&self, method: &str, served: Served, elapsed: Duration) {
-        let key = (method_label(method), served);
+    pub fn observe(&self, method: &ApiMethod, served: Served, elapsed: Duration) {
+        let key = (method.label(), served);
         let histogram = match self.latency.lock() {
             Ok(mut map) => map.entry(key).or_default().clone(),
             Err(_) => return,
@@ -435,11 +405,5 @@ mod tests {
         h.observe(Duration::from_secs(100)); // +Inf
         assert_eq!(h.snapshot().quantile(1.0), Some(60.0));
         assert_eq!(s.cumulative().last(), Some(&(f64::INFINITY, 100)));
-    }
-
-    #[test]
-    fn unknown_methods_share_one_label() {
-        assert_eq!(method_label("read"), "read");
-        assert_eq!(method_label("x; DROP TABLE"), "other");
     }
 }

@@ -11,6 +11,13 @@ pub fn now() -> String {
     format(Utc::now())
 }
 
+/// A unix-milliseconds figure kept in an atomic, formatted; `None` for 0 (never).
+pub fn format_unix_ms(ms: i64) -> Option<String> {
+    (ms > 0)
+        .then(|| DateTime::from_timestamp_millis(ms).map(format))
+        .flatten()
+}
+
 pub fn parse(s: &str) -> Option<DateTime<Utc>> {
     if s.len() != 20 || !s.ends_with('Z') {
         return None;

@@ -148,37 +148,41 @@ impl EventPollerStats {
         }
     }
 
-    pub fn snapshot(&self) -> Json {
-        let mut v = self.actor.snapshot();
+    pub fn snapshot(&self) -> EventPollerSnapshot {
         let newest = self.newest_applied_created_unix.load(Ordering::Relaxed);
-        let lag = (newest > 0).then(|| (chrono::Utc::now().timestamp() - newest).max(0));
-        let counts = |m: &Mutex<KindCounts>| json!(m.lock().map(|m| m.clone()).unwrap_or_default());
-        if let Some(map) = v.as_object_mut() {
-            map.insert(
-                "checkpoint".into(),
-                json!(self.checkpoint.load(Ordering::Relaxed)),
-            );
-            map.insert(
-                "newest_event_seen".into(),
-                json!(self.newest_event_seen.load(Ordering::Relaxed)),
-            );
-            map.insert("lag_seconds".into(), json!(lag));
-            map.insert("applied".into(), counts(&self.applied));
-            map.insert("ignored".into(), counts(&self.ignored));
-            map.insert("failed".into(), counts(&self.failed));
-            map.insert(
-                "open_gaps".into(),
-                json!(self.open_gaps.load(Ordering::Relaxed)),
-            );
-            map.insert(
-                "missing_declared".into(),
-                json!(self.missing_declared.load(Ordering::Relaxed)),
-            );
-            map.insert("polls".into(), json!(self.polls.load(Ordering::Relaxed)));
-            map.insert("pages".into(), json!(self.pages.load(Ordering::Relaxed)));
+        let counts = |m: &Mutex<KindCounts>| m.lock().map(|m| m.clone()).unwrap_or_default();
+        EventPollerSnapshot {
+            actor: self.actor.snapshot(),
+            checkpoint: self.checkpoint.load(Ordering::Relaxed),
+            newest_event_seen: self.newest_event_seen.load(Ordering::Relaxed),
+            lag_seconds: (newest > 0).then(|| (chrono::Utc::now().timestamp() - newest).max(0)),
+            applied: counts(&self.applied),
+            ignored: counts(&self.ignored),
+            failed: counts(&self.failed),
+            open_gaps: self.open_gaps.load(Ordering::Relaxed),
+            missing_declared: self.missing_declared.load(Ordering::Relaxed),
+            polls: self.polls.load(Ordering::Relaxed),
+            pages: self.pages.load(Ordering::Relaxed),
         }
-        v
     }
+}
+
+/// `/status` → `actors.event_poller`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct EventPollerSnapshot {
+    #[serde(flatten)]
+    pub actor: super::ActorSnapshot,
+    pub checkpoint: i64,
+    pub newest_event_seen: i64,
+    /// Age of the newest applied event; `None` before the first.
+    pub lag_seconds: Option<i64>,
+    pub applied: KindCounts,
+    pub ignored: KindCounts,
+    pub failed: KindCounts,
+    pub open_gaps: u64,
+    pub missing_declared: u64,
+    pub polls: u64,
+    pub pages: u64,
 }
 
 /// What one event asks for, before fetching.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use actix::Message;
-use serde_json::{Value as Json, json};
+use serde::Serialize;
 
 use crate::time;
 
@@ -51,16 +51,32 @@ impl ActorStats {
             .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> Json {
+    pub fn snapshot(&self) -> ActorSnapshot {
         let last = self.last_activity_unix_ms.load(Ordering::Relaxed);
-        json!({
-            "handled": self.handled.load(Ordering::Relaxed),
-            "errors": self.errors.load(Ordering::Relaxed),
-            "skipped_ticks": self.skipped_ticks.load(Ordering::Relaxed),
-            "last_activity_at": (last > 0)
-                .then(|| chrono::DateTime::from_timestamp_millis(last).map(time::format))
-                .flatten(),
-            "last_error": self.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
-        })
+        ActorSnapshot {
+            handled: self.handled.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            skipped_ticks: self.skipped_ticks.load(Ordering::Relaxed),
+            last_activity_at: time::format_unix_ms(last),
+            last_error: self
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+            last_activity_unix_ms: last,
+        }
     }
+}
+
+/// [`ActorStats`] at one instant: the common part of each actor's `/status` section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ActorSnapshot {
+    pub handled: u64,
+    pub errors: u64,
+    pub skipped_ticks: u64,
+    pub last_activity_at: Option<String>,
+    pub last_error: Option<String>,
+    /// For `/metrics` (unix ms; 0 = never).
+    #[serde(skip)]
+    pub last_activity_unix_ms: i64,
 }

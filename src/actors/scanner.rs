@@ -684,50 +684,55 @@ pub struct ScannerStats {
     pub current: Mutex<Option<ScanProgress>>,
     /// The last finished scan of each type.
     pub last: Mutex<BTreeMap<String, ScanSummary>>,
-    /// Seconds the last whole run (every type) took.
-    pub last_run: Mutex<Option<Json>>,
+    /// The last whole run (every type).
+    pub last_run: Mutex<Option<ScanRun>>,
+}
+
+/// What the last whole run (every type) did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScanRun {
+    pub finished_at: String,
+    pub types: u64,
+    pub entities: u64,
+    pub seconds: f64,
+}
+
+/// `/status` → `actors.scanner`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ScannerSnapshot {
+    #[serde(flatten)]
+    pub actor: super::ActorSnapshot,
+    pub running: bool,
+    pub full_scans: u64,
+    pub incremental_scans: u64,
+    pub reconciliations: u64,
+    pub reconciled_rows: u64,
+    pub entities_written: u64,
+    pub retries: u64,
+    pub next_run_at: Option<String>,
+    pub current: Option<ScanProgress>,
+    /// The last finished scan of each type.
+    pub types: BTreeMap<String, ScanSummary>,
+    pub last_run: Option<ScanRun>,
 }
 
 impl ScannerStats {
-    pub fn snapshot(&self) -> Json {
-        let mut v = self.actor.snapshot();
-        let next = self.next_run_unix_ms.load(Ordering::Relaxed);
-        if let Some(map) = v.as_object_mut() {
-            map.insert(
-                "running".into(),
-                self.running.load(Ordering::Relaxed).into(),
-            );
-            for (key, counter) in [
-                ("full_scans", &self.full_scans),
-                ("incremental_scans", &self.incremental_scans),
-                ("reconciliations", &self.reconciliations),
-                ("reconciled_rows", &self.reconciled_rows),
-                ("entities_written", &self.entities_written),
-                ("retries", &self.retries),
-            ] {
-                map.insert(key.into(), counter.load(Ordering::Relaxed).into());
-            }
-            map.insert(
-                "next_run_at".into(),
-                (next > 0)
-                    .then(|| chrono::DateTime::from_timestamp_millis(next).map(time::format))
-                    .flatten()
-                    .into(),
-            );
-            let current = self.current.lock().map(|c| c.clone()).unwrap_or_default();
-            map.insert(
-                "current".into(),
-                serde_json::to_value(current).unwrap_or_default(),
-            );
-            let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-            map.insert(
-                "types".into(),
-                serde_json::to_value(last).unwrap_or_default(),
-            );
-            let run = self.last_run.lock().map(|l| l.clone()).unwrap_or_default();
-            map.insert("last_run".into(), run.unwrap_or(Json::Null));
+    pub fn snapshot(&self) -> ScannerSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ScannerSnapshot {
+            actor: self.actor.snapshot(),
+            running: self.running.load(Ordering::Relaxed),
+            full_scans: load(&self.full_scans),
+            incremental_scans: load(&self.incremental_scans),
+            reconciliations: load(&self.reconciliations),
+            reconciled_rows: load(&self.reconciled_rows),
+            entities_written: load(&self.entities_written),
+            retries: load(&self.retries),
+            next_run_at: time::format_unix_ms(self.next_run_unix_ms.load(Ordering::Relaxed)),
+            current: self.current.lock().map(|c| c.clone()).unwrap_or_default(),
+            types: self.last.lock().map(|l| l.clone()).unwrap_or_default(),
+            last_run: self.last_run.lock().map(|l| l.clone()).unwrap_or_default(),
         }
-        v
     }
 }
 
@@ -948,12 +953,12 @@ impl Scanner {
                     act.failures = 0;
                     act.stats.actor.handled();
                     if let Ok(mut last) = act.stats.last_run.lock() {
-                        *last = Some(json!({
-                            "finished_at": time::now(),
-                            "types": types,
-                            "entities": entities,
-                            "seconds": took.as_secs_f64(),
-                        }));
+                        *last = Some(ScanRun {
+                            finished_at: time::now(),
+                            types,
+                            entities,
+                            seconds: took.as_secs_f64(),
+                        });
                     }
                 }
                 Err(err) => {

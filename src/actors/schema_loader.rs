@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -164,19 +164,37 @@ pub async fn apply_schema(
 pub struct SchemaLoaderStats {
     pub actor: ActorStats,
     pub loaded: AtomicBool,
-    pub detail: Mutex<Json>,
+    pub detail: Mutex<Option<SchemaLoadDetail>>,
+}
+
+/// What the last applied schema was.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SchemaLoadDetail {
+    /// `site`, `file` or `snapshot`.
+    pub source: &'static str,
+    pub loaded_at: String,
+    pub types: usize,
+    pub skipped_fields: usize,
+    pub warnings: Vec<String>,
+}
+
+/// `/status` → `actors.schema_loader`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SchemaLoaderSnapshot {
+    #[serde(flatten)]
+    pub actor: super::ActorSnapshot,
+    pub loaded: bool,
+    #[serde(flatten)]
+    pub detail: Option<SchemaLoadDetail>,
 }
 
 impl SchemaLoaderStats {
-    pub fn snapshot(&self) -> Json {
-        let mut v = self.actor.snapshot();
-        if let (Some(map), Ok(detail)) = (v.as_object_mut(), self.detail.lock()) {
-            map.insert("loaded".into(), self.loaded.load(Ordering::Relaxed).into());
-            if let Some(detail) = detail.as_object() {
-                map.extend(detail.clone());
-            }
+    pub fn snapshot(&self) -> SchemaLoaderSnapshot {
+        SchemaLoaderSnapshot {
+            actor: self.actor.snapshot(),
+            loaded: self.loaded.load(Ordering::Relaxed),
+            detail: self.detail.lock().map(|d| d.clone()).unwrap_or_default(),
         }
-        v
     }
 }
 
@@ -265,12 +283,12 @@ impl SchemaLoader {
                     act.stats.actor.handled();
                     act.stats.loaded.store(true, Ordering::Relaxed);
                     if let Ok(mut detail) = act.stats.detail.lock() {
-                        *detail = json!({
-                            "source": source,
-                            "loaded_at": crate::time::now(),
-                            "types": applied.cached.types.len(),
-                            "skipped_fields": applied.report.skipped.len(),
-                            "warnings": applied.report.warnings,
+                        *detail = Some(SchemaLoadDetail {
+                            source,
+                            loaded_at: crate::time::now(),
+                            types: applied.cached.types.len(),
+                            skipped_fields: applied.report.skipped.len(),
+                            warnings: applied.report.warnings.clone(),
                         });
                     }
                     match fetch_error {

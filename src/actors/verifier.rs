@@ -100,54 +100,91 @@ pub struct VerifierStats {
     /// Pauses after a failed re-run (site unreachable).
     pub backoffs: AtomicU64,
     pub by_type: Mutex<BTreeMap<String, TypeCounts>>,
-    pub recent: Mutex<VecDeque<Json>>,
+    pub recent: Mutex<VecDeque<RecentMismatch>>,
+}
+
+/// One of the last mismatches (`recent_mismatches`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecentMismatch {
+    pub at: String,
+    pub entity_type: String,
+    pub entity_ids: Vec<i64>,
+    pub fields: Vec<String>,
+    /// The first items of the diff (`{id, field, kind, cache, site}`).
+    pub diff: Json,
+}
+
+/// Per-type mismatch figures on `/status`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TypeCountsSnapshot {
+    pub mismatched: u64,
+    pub changed_since: u64,
+    pub fields: BTreeMap<String, u64>,
+}
+
+/// `/status` → `actors.verifier`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifierSnapshot {
+    #[serde(flatten)]
+    pub actor: super::ActorSnapshot,
+    pub enabled: bool,
+    pub mode: VerifyMode,
+    pub offered: u64,
+    pub queued: u64,
+    pub dropped: u64,
+    pub verified: u64,
+    pub matched: u64,
+    pub changed_since: u64,
+    pub mismatched: u64,
+    pub healed: u64,
+    pub quarantined: u64,
+    pub backoffs: u64,
+    pub by_type: BTreeMap<String, TypeCountsSnapshot>,
+    /// Newest first.
+    pub recent_mismatches: Vec<RecentMismatch>,
 }
 
 impl VerifierStats {
-    pub fn snapshot(&self) -> Json {
+    pub fn snapshot(&self) -> VerifierSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mode = self.mode.lock().ok().and_then(|m| *m).unwrap_or_default();
-        let mut v = self.actor.snapshot();
-        let by_type: Map<String, Json> = self
+        let by_type = self
             .by_type
             .lock()
             .map(|m| {
                 m.iter()
                     .map(|(t, c)| {
-                        (
-                            t.clone(),
-                            json!({"mismatched": c.mismatched, "changed_since": c.changed_since,
-                                   "fields": c.fields}),
-                        )
+                        let counts = TypeCountsSnapshot {
+                            mismatched: c.mismatched,
+                            changed_since: c.changed_since,
+                            fields: c.fields.clone(),
+                        };
+                        (t.clone(), counts)
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let recent: Vec<Json> = self
-            .recent
-            .lock()
-            .map(|r| r.iter().rev().cloned().collect())
-            .unwrap_or_default();
-        if let Some(map) = v.as_object_mut() {
-            map.insert("enabled".into(), (mode != VerifyMode::Off).into());
-            map.insert(
-                "mode".into(),
-                serde_json::to_value(mode).unwrap_or(Json::Null),
-            );
-            map.insert("offered".into(), load(&self.offered).into());
-            map.insert("queued".into(), load(&self.queued).into());
-            map.insert("dropped".into(), load(&self.dropped).into());
-            map.insert("verified".into(), load(&self.verified).into());
-            map.insert("matched".into(), load(&self.matched).into());
-            map.insert("changed_since".into(), load(&self.changed_since).into());
-            map.insert("mismatched".into(), load(&self.mismatched).into());
-            map.insert("healed".into(), load(&self.healed).into());
-            map.insert("quarantined".into(), load(&self.quarantined).into());
-            map.insert("backoffs".into(), load(&self.backoffs).into());
-            map.insert("by_type".into(), Json::Object(by_type));
-            map.insert("recent_mismatches".into(), Json::Array(recent));
+        VerifierSnapshot {
+            actor: self.actor.snapshot(),
+            enabled: mode != VerifyMode::Off,
+            mode,
+            offered: load(&self.offered),
+            queued: load(&self.queued),
+            dropped: load(&self.dropped),
+            verified: load(&self.verified),
+            matched: load(&self.matched),
+            changed_since: load(&self.changed_since),
+            mismatched: load(&self.mismatched),
+            healed: load(&self.healed),
+            quarantined: load(&self.quarantined),
+            backoffs: load(&self.backoffs),
+            by_type,
+            recent_mismatches: self
+                .recent
+                .lock()
+                .map(|r| r.iter().rev().cloned().collect())
+                .unwrap_or_default(),
         }
-        v
     }
 }
 
@@ -424,13 +461,13 @@ impl Worker {
         let diff = Json::Array(findings.iter().map(Finding::to_json).collect());
         warn!(entity_type = %job.entity_type, ids = ?ids, diff = %diff, "verification: the cache's answer differs from the site's");
         if let Ok(mut recent) = self.stats.recent.lock() {
-            recent.push_back(json!({
-                "at": time::format(Utc::now()),
-                "entity_type": job.entity_type,
-                "entity_ids": ids,
-                "fields": fields,
-                "diff": truncate_list(&diff, 5),
-            }));
+            recent.push_back(RecentMismatch {
+                at: time::format(Utc::now()),
+                entity_type: job.entity_type.clone(),
+                entity_ids: ids.iter().copied().collect(),
+                fields: fields.iter().cloned().collect(),
+                diff: truncate_list(&diff, 5),
+            });
             while recent.len() > RECENT {
                 recent.pop_front();
             }

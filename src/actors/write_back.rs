@@ -69,26 +69,27 @@ pub struct WriteBackStats {
 }
 
 impl WriteBackStats {
-    pub fn snapshot(&self) -> Json {
+    pub fn snapshot(&self) -> WriteBackSnapshot {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut v = self.actor.snapshot();
-        if let Some(map) = v.as_object_mut() {
-            map.insert("writes".into(), self.writes.load(Relaxed).into());
-            map.insert(
-                "passed_through_reads".into(),
-                self.reads.load(Relaxed).into(),
-            );
-            map.insert(
-                "rows_refreshed".into(),
-                self.rows_refreshed.load(Relaxed).into(),
-            );
-            map.insert(
-                "wait_exceeded".into(),
-                self.wait_exceeded.load(Relaxed).into(),
-            );
+        WriteBackSnapshot {
+            actor: self.actor.snapshot(),
+            writes: self.writes.load(Relaxed),
+            passed_through_reads: self.reads.load(Relaxed),
+            rows_refreshed: self.rows_refreshed.load(Relaxed),
+            wait_exceeded: self.wait_exceeded.load(Relaxed),
         }
-        v
     }
+}
+
+/// `/status` → `actors.write_back`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WriteBackSnapshot {
+    #[serde(flatten)]
+    pub actor: super::ActorSnapshot,
+    pub writes: u64,
+    pub passed_through_reads: u64,
+    pub rows_refreshed: u64,
+    pub wait_exceeded: u64,
 }
 
 pub struct WriteBack {

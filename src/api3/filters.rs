@@ -168,94 +168,12 @@ impl Parser {
             }
             Value::Object(obj) => {
                 if obj.contains_key("conditions") || obj.contains_key("logical_operator") {
-                    let op = match obj.get("logical_operator") {
-                        None | Some(Value::Null) => LogicalOp::And,
-                        Some(Value::String(s)) if s == "and" || s == "all" => LogicalOp::And,
-                        Some(Value::String(s)) if s == "or" || s == "any" => LogicalOp::Or,
-                        Some(other) => {
-                            return Err(err(format_args!(
-                                "unknown logical_operator {}: expected \"and\" or \"or\"",
-                                brief(other)
-                            )));
-                        }
-                    };
-                    let conditions = match obj.get("conditions") {
-                        None | Some(Value::Null) => Vec::new(),
-                        Some(Value::Array(a)) => self.items(a, depth + 1)?,
-                        Some(other) => {
-                            return Err(err(format_args!(
-                                "'conditions' must be a list, got {}",
-                                brief(other)
-                            )));
-                        }
-                    };
-                    return Ok(FilterNode::Group { op, conditions });
+                    return self.group(obj, GROUP_WIRE, depth);
                 }
                 if obj.contains_key("filters") || obj.contains_key("filter_operator") {
-                    let op = match obj.get("filter_operator") {
-                        None | Some(Value::Null) => LogicalOp::And,
-                        Some(Value::String(s)) if s == "and" || s == "all" => LogicalOp::And,
-                        Some(Value::String(s)) if s == "or" || s == "any" => LogicalOp::Or,
-                        Some(other) => {
-                            return Err(err(format_args!(
-                                "unknown filter_operator {}: expected \"all\" or \"any\"",
-                                brief(other)
-                            )));
-                        }
-                    };
-                    let conditions = match obj.get("filters") {
-                        None | Some(Value::Null) => Vec::new(),
-                        Some(Value::Array(a)) => self.items(a, depth + 1)?,
-                        Some(other) => {
-                            return Err(err(format_args!(
-                                "'filters' must be a list, got {}",
-                                brief(other)
-                            )));
-                        }
-                    };
-                    return Ok(FilterNode::Group { op, conditions });
+                    return self.group(obj, GROUP_CLIENT, depth);
                 }
-                let path = match obj.get("path") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => {
-                        return Err(err(format_args!(
-                            "filter 'path' must be a string, got {}",
-                            brief(other)
-                        )));
-                    }
-                    None => {
-                        return Err(err(format_args!(
-                            "filter condition needs a 'path': {}",
-                            brief(v)
-                        )));
-                    }
-                };
-                let relation = match obj.get("relation") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => {
-                        return Err(err(format_args!(
-                            "filter 'relation' must be a string, got {}",
-                            brief(other)
-                        )));
-                    }
-                    None => {
-                        return Err(err(format_args!(
-                            "filter condition needs a 'relation': {}",
-                            brief(v)
-                        )));
-                    }
-                };
-                let values = match obj.get("values") {
-                    Some(Value::Array(a)) => a.clone(),
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(other) => {
-                        return Err(err(format_args!(
-                            "filter 'values' must be a list, got {}",
-                            brief(other)
-                        )));
-                    }
-                };
-                self.leaf(path, relation, values)
+                self.object_leaf(obj, v)
             }
             other => Err(err(format_args!(
                 "invalid filter condition {}: expected a hash or a list",
@@ -263,7 +181,93 @@ impl Parser {
             ))),
         }
     }
+
+    /// An and/or group in either spelling.
+    fn group(
+        &mut self,
+        obj: &serde_json::Map<String, Value>,
+        keys: GroupKeys,
+        depth: usize,
+    ) -> Result<FilterNode, ApiError> {
+        let op = match obj.get(keys.operator) {
+            None | Some(Value::Null) => LogicalOp::And,
+            Some(Value::String(s)) if s == "and" || s == "all" => LogicalOp::And,
+            Some(Value::String(s)) if s == "or" || s == "any" => LogicalOp::Or,
+            Some(other) => {
+                return Err(err(format_args!(
+                    "unknown {} {}: expected {}",
+                    keys.operator,
+                    brief(other),
+                    keys.expected
+                )));
+            }
+        };
+        let conditions = match obj.get(keys.list) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => self.items(a, depth + 1)?,
+            Some(other) => {
+                return Err(err(format_args!(
+                    "'{}' must be a list, got {}",
+                    keys.list,
+                    brief(other)
+                )));
+            }
+        };
+        Ok(FilterNode::Group { op, conditions })
+    }
+
+    /// A hash-form leaf: `{path, relation, values}`.
+    fn object_leaf(
+        &mut self,
+        obj: &serde_json::Map<String, Value>,
+        v: &Value,
+    ) -> Result<FilterNode, ApiError> {
+        let text = |key: &str| match obj.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(err(format_args!(
+                "filter '{key}' must be a string, got {}",
+                brief(other)
+            ))),
+            None => Err(err(format_args!(
+                "filter condition needs a '{key}': {}",
+                brief(v)
+            ))),
+        };
+        let path = text("path")?;
+        let relation = text("relation")?;
+        let values = match obj.get("values") {
+            Some(Value::Array(a)) => a.clone(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(other) => {
+                return Err(err(format_args!(
+                    "filter 'values' must be a list, got {}",
+                    brief(other)
+                )));
+            }
+        };
+        self.leaf(path, relation, values)
+    }
 }
+
+/// The keys of an and/or group: the wire form and the client's (`find`) form.
+#[derive(Clone, Copy)]
+struct GroupKeys {
+    operator: &'static str,
+    list: &'static str,
+    expected: &'static str,
+}
+
+const GROUP_WIRE: GroupKeys = GroupKeys {
+    operator: "logical_operator",
+    list: "conditions",
+    expected: "\"and\" or \"or\"",
+};
+
+const GROUP_CLIENT: GroupKeys = GroupKeys {
+    operator: "filter_operator",
+    list: "filters",
+    expected: "\"all\" or \"any\"",
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
 //! Wire types of the api3 JSON-RPC protocol: the request envelope, read parameters and filters.
 
 pub mod filters;
+pub mod method;
 pub mod read;

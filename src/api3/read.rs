@@ -1,5 +1,5 @@
 //! The parameters of a `read` call (§2.3 of the API reference), parsed strictly.
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::filters::{FilterNode, brief};
 use crate::error::ApiError;
@@ -86,50 +86,9 @@ impl ReadRequest {
             None => return Err(err("requires an entity 'type'")),
         };
         let filters = FilterNode::parse(obj.get("filters").unwrap_or(&Value::Null))?;
-        let return_fields = match obj.get("return_fields") {
-            None | Some(Value::Null) => vec!["id".to_owned()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| {
-                    x.as_str().map(str::to_owned).ok_or_else(|| {
-                        err(format_args!(
-                            "return_fields must be strings, got {}",
-                            brief(x)
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(err(format_args!(
-                    "return_fields must be a list, got {}",
-                    brief(other)
-                )));
-            }
-        };
-        let return_only = match obj.get("return_only") {
-            None | Some(Value::Null) => ReturnOnly::Active,
-            Some(Value::String(s)) if s == "active" => ReturnOnly::Active,
-            Some(Value::String(s)) if s == "retired" => ReturnOnly::Retired,
-            Some(other) => {
-                return Err(err(format_args!(
-                    "return_only must be \"active\" or \"retired\", got {}",
-                    brief(other)
-                )));
-            }
-        };
-        let (entities_per_page, current_page) = match obj.get("paging") {
-            None | Some(Value::Null) => (500, 1),
-            Some(Value::Object(p)) => (
-                paging_int(p, "entities_per_page", 500, MAX_PER_PAGE)?,
-                paging_int(p, "current_page", 1, MAX_PAGE)?,
-            ),
-            Some(other) => {
-                return Err(err(format_args!(
-                    "paging must be a hash, got {}",
-                    brief(other)
-                )));
-            }
-        };
+        let return_fields = parse_return_fields(obj)?;
+        let return_only = parse_return_only(obj)?;
+        let (entities_per_page, current_page) = parse_paging(obj)?;
         let sorts = match obj.get("sorts") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a.iter().map(parse_sort).collect::<Result<_, _>>()?,
@@ -167,6 +126,62 @@ impl ReadRequest {
             has_presets,
         })
     }
+}
+
+fn parse_return_fields(obj: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    let value = match obj.get("return_fields") {
+        None | Some(Value::Null) => vec!["id".to_owned()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(str::to_owned).ok_or_else(|| {
+                    err(format_args!(
+                        "return_fields must be strings, got {}",
+                        brief(x)
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(err(format_args!(
+                "return_fields must be a list, got {}",
+                brief(other)
+            )));
+        }
+    };
+    Ok(value)
+}
+
+fn parse_return_only(obj: &Map<String, Value>) -> Result<ReturnOnly, ApiError> {
+    let value = match obj.get("return_only") {
+        None | Some(Value::Null) => ReturnOnly::Active,
+        Some(Value::String(s)) if s == "active" => ReturnOnly::Active,
+        Some(Value::String(s)) if s == "retired" => ReturnOnly::Retired,
+        Some(other) => {
+            return Err(err(format_args!(
+                "return_only must be \"active\" or \"retired\", got {}",
+                brief(other)
+            )));
+        }
+    };
+    Ok(value)
+}
+
+fn parse_paging(obj: &Map<String, Value>) -> Result<(u32, u32), ApiError> {
+    let value = match obj.get("paging") {
+        None | Some(Value::Null) => (500, 1),
+        Some(Value::Object(p)) => (
+            paging_int(p, "entities_per_page", 500, MAX_PER_PAGE)?,
+            paging_int(p, "current_page", 1, MAX_PAGE)?,
+        ),
+        Some(other) => {
+            return Err(err(format_args!(
+                "paging must be a hash, got {}",
+                brief(other)
+            )));
+        }
+    };
+    Ok(value)
 }
 
 fn parse_sort(v: &Value) -> Result<Sort, ApiError> {

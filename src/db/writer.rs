@@ -171,21 +171,40 @@ pub struct WriterStats {
 }
 
 impl WriterStats {
-    pub fn snapshot(&self) -> Json {
+    pub fn snapshot(&self) -> WriterSnapshot {
         let last_commit = self.last_commit_unix_ms.load(Ordering::Relaxed);
-        serde_json::json!({
-            "mailbox_depth": std::cmp::max(self.queued.load(Ordering::Relaxed), 0),
-            "messages": self.messages.load(Ordering::Relaxed),
-            "transactions": self.transactions.load(Ordering::Relaxed),
-            "rows_written": self.rows.load(Ordering::Relaxed),
-            "errors": self.errors.load(Ordering::Relaxed),
-            "retries": self.retries.load(Ordering::Relaxed),
-            "last_commit_at": (last_commit > 0)
-                .then(|| chrono::DateTime::from_timestamp_millis(last_commit).map(time::format))
-                .flatten(),
-            "last_error": self.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
-        })
+        WriterSnapshot {
+            mailbox_depth: std::cmp::max(self.queued.load(Ordering::Relaxed), 0),
+            messages: self.messages.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+            rows_written: self.rows.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            last_commit_at: time::format_unix_ms(last_commit),
+            last_error: self
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+            last_commit_unix_ms: last_commit,
+        }
     }
+}
+
+/// `/status` → `actors.db_writer`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WriterSnapshot {
+    pub mailbox_depth: i64,
+    pub messages: u64,
+    pub transactions: u64,
+    pub rows_written: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub last_commit_at: Option<String>,
+    pub last_error: Option<String>,
+    /// For `/metrics` (unix ms; 0 = never).
+    #[serde(skip)]
+    pub last_commit_unix_ms: i64,
 }
 
 pub struct DbWriter {

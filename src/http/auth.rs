@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::query::PassReason;
 
 /// Who a request says it is (no secrets).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +42,8 @@ pub struct Credentials {
 pub enum AuthDecision {
     /// Answer from the cache.
     Local,
-    /// Let the site answer (and apply its rules); the label says why.
-    PassThrough(&'static str),
+    /// Let the site answer (and apply its rules), for this reason.
+    PassThrough(PassReason),
     /// The site rejected these credentials recently: its own error again.
     Reject(ApiError),
     /// Ask the site whether it accepts them, then decide.
@@ -127,10 +128,10 @@ impl AuthGate {
 
     pub fn decide(&self, creds: Option<&Credentials>, site_reachable: bool) -> AuthDecision {
         let Some(creds) = creds else {
-            return AuthDecision::PassThrough("no_credentials");
+            return AuthDecision::PassThrough(PassReason::NoCredentials);
         };
         if !self.trusted(creds) {
-            return AuthDecision::PassThrough("caller_not_trusted");
+            return AuthDecision::PassThrough(PassReason::CallerNotTrusted);
         }
         let verdict = self
             .verdicts
@@ -145,7 +146,7 @@ impl AuthGate {
                 AuthDecision::Reject(fault)
             }
             _ if site_reachable => AuthDecision::Validate,
-            _ => AuthDecision::PassThrough("credentials_unverified"),
+            _ => AuthDecision::PassThrough(PassReason::CredentialsUnverified),
         }
     }
 
@@ -210,7 +211,7 @@ mod tests {
             .expect("creds");
         assert_eq!(
             gate.decide(Some(&other), true),
-            AuthDecision::PassThrough("caller_not_trusted")
+            AuthDecision::PassThrough(PassReason::CallerNotTrusted)
         );
         let sudo = gate
             .credentials(
@@ -219,7 +220,7 @@ mod tests {
             .expect("creds");
         assert_eq!(
             gate.decide(Some(&sudo), true),
-            AuthDecision::PassThrough("caller_not_trusted")
+            AuthDecision::PassThrough(PassReason::CallerNotTrusted)
         );
         let alice = gate
             .credentials(&json!({"user_login": "alice", "user_password": "pw"}))
@@ -230,11 +231,11 @@ mod tests {
             .expect("creds");
         assert_eq!(
             gate.decide(Some(&session), true),
-            AuthDecision::PassThrough("caller_not_trusted")
+            AuthDecision::PassThrough(PassReason::CallerNotTrusted)
         );
         assert_eq!(
             gate.decide(None, true),
-            AuthDecision::PassThrough("no_credentials")
+            AuthDecision::PassThrough(PassReason::NoCredentials)
         );
     }
 
@@ -280,7 +281,7 @@ mod tests {
             .expect("creds");
         assert_eq!(
             gate.decide(Some(&unknown), false),
-            AuthDecision::PassThrough("credentials_unverified")
+            AuthDecision::PassThrough(PassReason::CredentialsUnverified)
         );
     }
 

@@ -4,8 +4,8 @@
 //! shared atomics `/status` reads, at scrape time; `prometheus-client` does the exposition.
 //! Names follow Prometheus conventions: `sgcache_…_total` counters, `_seconds` histograms,
 //! `_bytes` and `_timestamp_seconds` gauges, labels for actor, method, reason and type.
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use actix_web::{HttpResponse, web};
 use prometheus_client::collector::Collector;
@@ -15,9 +15,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::actors::ActorStats;
-use crate::http::status::StatusSources;
-use crate::metrics::HistogramSnapshot;
+use crate::actors::ActorSnapshot;
+use crate::api3::method::ApiMethod;
+use crate::http::status::{ActorsStatus, StatusDocument, StatusSources};
+use crate::metrics::{HistogramSnapshot, Served};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -64,469 +65,454 @@ impl std::fmt::Debug for StatusCollector {
     }
 }
 
-fn load(a: &AtomicU64) -> u64 {
-    a.load(Ordering::Relaxed)
-}
-
-fn load_i(a: &AtomicI64) -> i64 {
-    a.load(Ordering::Relaxed)
-}
-
-/// Writes one family of counters (`name` without `_total`: the encoder adds it).
-fn counters(
+/// Writes one family of series of one kind (`name` of a counter without `_total`: the encoder
+/// adds it).
+fn family<M: EncodeMetric>(
     enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: Vec<(Labels, u64)>,
+    (name, help): (&str, &str),
+    kind: MetricType,
+    series: Vec<(Labels, M)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut metric = enc.encode_descriptor(name, help, None, kind)?;
     for (labels, value) in &series {
-        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+        value.encode(metric.encode_family(labels)?)?;
     }
     Ok(())
 }
 
-fn counter(
+/// Writes one series without labels.
+fn scalar<M: EncodeMetric>(
     enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
+    (name, help): (&str, &str),
+    value: M,
 ) -> Result<(), std::fmt::Error> {
-    ConstCounter::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
+    value.encode(enc.encode_descriptor(name, help, None, value.metric_type())?)
 }
 
-fn gauges(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: Vec<(Labels, f64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in &series {
-        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
+fn counters(series: impl IntoIterator<Item = (Labels, u64)>) -> Vec<(Labels, ConstCounter<u64>)> {
+    series
+        .into_iter()
+        .map(|(l, v)| (l, ConstCounter::new(v)))
+        .collect()
 }
 
-fn gauge(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: f64,
-) -> Result<(), std::fmt::Error> {
-    ConstGauge::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
+fn gauges(series: impl IntoIterator<Item = (Labels, f64)>) -> Vec<(Labels, ConstGauge<f64>)> {
+    series
+        .into_iter()
+        .map(|(l, v)| (l, ConstGauge::new(v)))
+        .collect()
 }
 
-fn histograms(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: Vec<(Labels, HistogramSnapshot)>,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (labels, h) in &series {
-        let buckets = h.bucket_pairs();
-        metric
-            .encode_family(labels)?
-            .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)?;
-    }
-    Ok(())
+fn labels(name: &'static str, value: impl Into<String>) -> Labels {
+    vec![(name, value.into())]
 }
 
-fn actor_labels(actor: &'static str) -> Labels {
-    vec![("actor", actor.to_owned())]
+fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
+/// The common figures of one actor: `(actor, handled, errors, last activity unix ms)`.
+type ActorRow = (&'static str, u64, u64, i64);
+
+fn actor_rows(actors: &ActorsStatus) -> [ActorRow; 7] {
+    let row = |name, a: &ActorSnapshot| (name, a.handled, a.errors, a.last_activity_unix_ms);
+    let (w, r) = (&actors.db_writer, &actors.request_handler);
+    [
+        row("schema_loader", &actors.schema_loader.actor),
+        row("scanner", &actors.scanner.actor),
+        row("event_poller", &actors.event_poller.actor),
+        row("write_back", &actors.write_back.actor),
+        row("site_info", &actors.site_info),
+        ("db_writer", w.messages, w.errors, w.last_commit_unix_ms),
+        (
+            "request_handler",
+            r.handled,
+            r.errors,
+            r.last_activity_unix_ms,
+        ),
+    ]
 }
 
 impl Collector for StatusCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &*self.sources;
+        let doc = self.sources.render();
         let enc = &mut enc;
-        let view = s.cache.view();
+        self.encode_requests(enc, &doc)?;
+        encode_actors(enc, &doc.actors)?;
+        encode_scalars(enc, &doc)?;
+        encode_cache(enc, &doc)
+    }
+}
 
-        gauges(
+impl StatusCollector {
+    fn encode_requests(
+        &self,
+        enc: &mut DescriptorEncoder,
+        doc: &StatusDocument,
+    ) -> Result<(), std::fmt::Error> {
+        let latency = self.sources.requests.metrics.latency();
+        let method_served = |m: &str, served: Served| {
+            vec![
+                ("method", m.to_owned()),
+                ("served", served.label().to_owned()),
+            ]
+        };
+        family(
             enc,
-            "sgcache_build_info",
-            "sgcache's version (always 1).",
-            vec![(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1.0)],
+            (
+                "sgcache_requests",
+                "api3 requests answered, by method and by how they were served (local or pass_through).",
+            ),
+            MetricType::Counter,
+            counters(
+                latency
+                    .iter()
+                    .map(|(m, served, h)| (method_served(m, *served), h.count)),
+            ),
         )?;
-        gauge(
+        let mut received = BTreeMap::<&str, u64>::new();
+        for (m, n) in &doc.requests.by_method {
+            *received.entry(ApiMethod::parse(m).label()).or_default() += n;
+        }
+        family(
             enc,
-            "sgcache_uptime_seconds",
-            "Seconds since the daemon started.",
-            s.started.elapsed().as_secs_f64(),
+            (
+                "sgcache_requests_received",
+                "api3 requests received, by method as the client named it (before any fault).",
+            ),
+            MetricType::Counter,
+            counters(received.into_iter().map(|(m, n)| (labels("method", m), n))),
         )?;
-        gauge(
+        family(
             enc,
-            "sgcache_upstream_reachable",
-            "1 when the last request to the site got an answer.",
-            f64::from(u8::from(s.site_info.reachable())),
+            (
+                "sgcache_pass_through",
+                "Requests passed through to the site, by reason.",
+            ),
+            MetricType::Counter,
+            counters(
+                doc.requests
+                    .pass_through_reasons
+                    .iter()
+                    .map(|(r, n)| (labels("reason", *r), *n)),
+            ),
         )?;
-        gauge(
+        family(
             enc,
-            "sgcache_schema_loaded",
-            "1 once a schema has been applied.",
-            f64::from(u8::from(s.schema_loader.loaded.load(Ordering::Relaxed))),
-        )?;
-
-        // Requests.
-        let ops = &s.requests.metrics;
-        let latency = ops.latency();
-        counters(
-            enc,
-            "sgcache_requests",
-            "api3 requests answered, by method and by how they were served (local or pass_through).",
-            latency
-                .iter()
-                .map(|(m, served, h)| {
-                    (
-                        vec![
-                            ("method", (*m).to_owned()),
-                            ("served", served.label().to_owned()),
-                        ],
-                        h.count,
-                    )
-                })
-                .collect(),
-        )?;
-        counters(
-            enc,
-            "sgcache_requests_received",
-            "api3 requests received, by method as the client named it (before any fault).",
-            s.requests
-                .by_method
-                .lock()
-                .map(|m| m.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .fold(
-                    std::collections::BTreeMap::<&str, u64>::new(),
-                    |mut acc, (m, n)| {
-                        *acc.entry(crate::metrics::method_label(&m)).or_default() += n;
-                        acc
-                    },
-                )
-                .into_iter()
-                .map(|(m, n)| (vec![("method", m.to_owned())], n))
-                .collect(),
-        )?;
-        counters(
-            enc,
-            "sgcache_pass_through",
-            "Requests passed through to the site, by reason.",
-            s.requests
-                .pass_reasons
-                .lock()
-                .map(|m| m.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(reason, n)| (vec![("reason", reason)], n))
-                .collect(),
-        )?;
-        counter(
-            enc,
-            "sgcache_request_faults",
-            "api3 requests sgcache itself answered with a fault (bad request, site unreachable...).",
-            load(&s.requests.faults),
-        )?;
-        gauge(
-            enc,
-            "sgcache_requests_in_flight",
-            "api3 requests being handled.",
-            load_i(&ops.in_flight).max(0) as f64,
-        )?;
-        histograms(
-            enc,
-            "sgcache_request_duration_seconds",
-            "api3 request latency, by method and by how it was served.",
+            (
+                "sgcache_request_duration_seconds",
+                "api3 request latency, by method and by how it was served.",
+            ),
+            MetricType::Histogram,
             latency
                 .into_iter()
-                .map(|(m, served, h)| {
-                    (
-                        vec![
-                            ("method", m.to_owned()),
-                            ("served", served.label().to_owned()),
-                        ],
-                        h,
-                    )
-                })
+                .map(|(m, served, h)| (method_served(m, served), Histogram(h)))
                 .collect(),
-        )?;
+        )
+    }
+}
 
-        // Actors: the common figures, one series per actor.
-        let actors: [(&'static str, &ActorStats); 5] = [
-            ("schema_loader", &s.schema_loader.actor),
-            ("scanner", &s.scanner.actor),
-            ("event_poller", &s.event_poller.actor),
-            ("write_back", &s.write_back.actor),
-            ("site_info", &s.site_info.stats),
-        ];
-        let mut handled: Vec<(Labels, u64)> = actors
-            .iter()
-            .map(|(name, a)| (actor_labels(name), load(&a.handled)))
-            .collect();
-        handled.push((actor_labels("db_writer"), load(&s.writer.messages)));
-        handled.push((actor_labels("request_handler"), load(&s.requests.total)));
-        counters(
-            enc,
+/// A histogram snapshot in the exposition.
+struct Histogram(HistogramSnapshot);
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Histogram")
+    }
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let h = &self.0;
+        encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.bucket_pairs(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn encode_actors(
+    enc: &mut DescriptorEncoder,
+    actors: &ActorsStatus,
+) -> Result<(), std::fmt::Error> {
+    let rows = actor_rows(actors);
+    family(
+        enc,
+        (
             "sgcache_actor_messages_handled",
             "Messages (requests, for the request handler) each actor handled.",
-            handled,
-        )?;
-        let mut errors: Vec<(Labels, u64)> = actors
-            .iter()
-            .map(|(name, a)| (actor_labels(name), load(&a.errors)))
-            .collect();
-        errors.push((actor_labels("db_writer"), load(&s.writer.errors)));
-        errors.push((actor_labels("request_handler"), load(&s.requests.faults)));
+        ),
+        MetricType::Counter,
         counters(
-            enc,
-            "sgcache_actor_errors",
-            "Errors each actor reported.",
-            errors,
-        )?;
-        let mut last: Vec<(Labels, f64)> = actors
-            .iter()
-            .map(|(name, a)| (actor_labels(name), load_i(&a.last_activity_unix_ms)))
-            .chain([
-                (
-                    actor_labels("db_writer"),
-                    load_i(&s.writer.last_commit_unix_ms),
-                ),
-                (
-                    actor_labels("request_handler"),
-                    load_i(&ops.last_request_unix_ms),
-                ),
-            ])
-            .filter(|(_, ms)| *ms > 0)
-            .map(|(l, ms)| (l, ms as f64 / 1000.0))
-            .collect();
-        last.sort_by(|a, b| a.0.cmp(&b.0));
-        gauges(
-            enc,
+            rows.iter()
+                .map(|(a, handled, _, _)| (labels("actor", *a), *handled)),
+        ),
+    )?;
+    family(
+        enc,
+        ("sgcache_actor_errors", "Errors each actor reported."),
+        MetricType::Counter,
+        counters(
+            rows.iter()
+                .map(|(a, _, errors, _)| (labels("actor", *a), *errors)),
+        ),
+    )?;
+    let mut last: Vec<(Labels, f64)> = rows
+        .iter()
+        .filter(|(_, _, _, ms)| *ms > 0)
+        .map(|(a, _, _, ms)| (labels("actor", *a), *ms as f64 / 1000.0))
+        .collect();
+    last.sort_by(|a, b| a.0.cmp(&b.0));
+    family(
+        enc,
+        (
             "sgcache_actor_last_activity_timestamp_seconds",
             "When each actor last did something (unix time).",
-            last,
-        )?;
-        gauges(
-            enc,
+        ),
+        MetricType::Gauge,
+        gauges(last),
+    )?;
+    family(
+        enc,
+        (
             "sgcache_actor_mailbox_depth",
             "Messages waiting for an actor (the DbWriter's senders; requests in flight for the request handler).",
-            vec![
-                (
-                    actor_labels("db_writer"),
-                    load_i(&s.writer.queued).max(0) as f64,
-                ),
-                (
-                    actor_labels("request_handler"),
-                    load_i(&ops.in_flight).max(0) as f64,
-                ),
-            ],
-        )?;
+        ),
+        MetricType::Gauge,
+        gauges([
+            (
+                labels("actor", "db_writer"),
+                actors.db_writer.mailbox_depth as f64,
+            ),
+            (
+                labels("actor", "request_handler"),
+                actors.request_handler.in_flight as f64,
+            ),
+        ]),
+    )?;
+    encode_event_kinds(enc, actors)
+}
 
-        // DbWriter.
-        counter(
-            enc,
-            "sgcache_db_writer_transactions",
-            "Transactions the DbWriter committed.",
-            load(&s.writer.transactions),
-        )?;
-        counter(
-            enc,
-            "sgcache_db_writer_rows_written",
-            "Rows the DbWriter wrote.",
-            load(&s.writer.rows),
-        )?;
-        counter(
-            enc,
-            "sgcache_db_writer_retries",
-            "Transactions the DbWriter retried.",
-            load(&s.writer.retries),
-        )?;
-
-        // Scanner.
-        counter(
-            enc,
-            "sgcache_scanner_full_scans",
-            "Full scans finished.",
-            load(&s.scanner.full_scans),
-        )?;
-        counter(
-            enc,
-            "sgcache_scanner_incremental_scans",
-            "Incremental scans finished.",
-            load(&s.scanner.incremental_scans),
-        )?;
-        counter(
-            enc,
-            "sgcache_scanner_entities_written",
-            "Entities the scanner wrote.",
-            load(&s.scanner.entities_written),
-        )?;
-        counter(
-            enc,
-            "sgcache_scanner_retries",
-            "Scanner requests retried.",
-            load(&s.scanner.retries),
-        )?;
-        gauge(
-            enc,
-            "sgcache_scanner_running",
-            "1 while a scan runs.",
-            f64::from(u8::from(s.scanner.running.load(Ordering::Relaxed))),
-        )?;
-
-        // Event poller.
-        let ep = &s.event_poller;
-        gauge(
-            enc,
-            "sgcache_events_checkpoint",
-            "Id of the last EventLogEntry applied.",
-            load_i(&ep.checkpoint) as f64,
-        )?;
-        gauge(
-            enc,
-            "sgcache_events_newest_seen",
-            "Id of the newest EventLogEntry seen.",
-            load_i(&ep.newest_event_seen) as f64,
-        )?;
-        let newest = load_i(&ep.newest_applied_created_unix);
-        if newest > 0 {
-            gauge(
-                enc,
-                "sgcache_events_lag_seconds",
-                "Age of the newest applied event (how far the cache trails the site's event log).",
-                (chrono::Utc::now().timestamp() - newest).max(0) as f64,
-            )?;
-        }
-        gauge(
-            enc,
-            "sgcache_events_open_gaps",
-            "Event ids skipped by the stream, still awaited.",
-            load(&ep.open_gaps) as f64,
-        )?;
-        counter(
-            enc,
-            "sgcache_events_missing_declared",
-            "Event ids declared never to appear.",
-            load(&ep.missing_declared),
-        )?;
-        counter(
-            enc,
-            "sgcache_events_polls",
-            "Event log polls.",
-            load(&ep.polls),
-        )?;
-        counter(
-            enc,
-            "sgcache_events_pages",
-            "Event log pages read.",
-            load(&ep.pages),
-        )?;
-        let kinds =
-            |m: &std::sync::Mutex<crate::actors::event_poller::KindCounts>| -> Vec<(Labels, u64)> {
-                m.lock()
-                    .map(|m| m.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, n)| (vec![("kind", k)], n))
-                    .collect()
-            };
-        counters(
-            enc,
+fn encode_event_kinds(
+    enc: &mut DescriptorEncoder,
+    actors: &ActorsStatus,
+) -> Result<(), std::fmt::Error> {
+    let ep = &actors.event_poller;
+    for (name, help, kinds) in [
+        (
             "sgcache_events_applied",
             "Events applied to the cache, by kind.",
-            kinds(&ep.applied),
-        )?;
-        counters(
-            enc,
+            &ep.applied,
+        ),
+        (
             "sgcache_events_ignored",
             "Events ignored, by kind.",
-            kinds(&ep.ignored),
-        )?;
-        counters(
-            enc,
+            &ep.ignored,
+        ),
+        (
             "sgcache_events_failed",
             "Events that failed to apply, by kind.",
-            kinds(&ep.failed),
-        )?;
+            &ep.failed,
+        ),
+    ] {
+        let series = kinds.iter().map(|(k, n)| (labels("kind", k.clone()), *n));
+        family(enc, (name, help), MetricType::Counter, counters(series))?;
+    }
+    Ok(())
+}
 
-        // Write-back.
-        let wb = &s.write_back;
-        counter(
-            enc,
-            "sgcache_write_back_writes",
-            "Client writes written back.",
-            load(&wb.writes),
-        )?;
-        counter(
-            enc,
-            "sgcache_write_back_reads",
-            "Passed-through reads written back.",
-            load(&wb.reads),
-        )?;
-        counter(
-            enc,
-            "sgcache_write_back_rows_refreshed",
-            "Rows refreshed by write-backs.",
-            load(&wb.rows_refreshed),
-        )?;
-        counter(
-            enc,
-            "sgcache_write_back_wait_exceeded",
-            "Client writes answered before their write-back committed (server.write_back_wait).",
-            load(&wb.wait_exceeded),
-        )?;
-        counter(
-            enc,
-            "sgcache_write_backs_sent",
-            "Write-backs handed to the WriteBack actor.",
-            load(&ops.write_backs_sent),
-        )?;
+/// A figure that is one number: `(name, help, value)`.
+type Scalar<T> = (&'static str, &'static str, fn(&StatusDocument) -> T);
 
-        // The cache.
-        gauges(
-            enc,
+/// Counters without labels (`name` without `_total`).
+const SCALAR_COUNTERS: &[Scalar<u64>] = &[
+    (
+        "sgcache_request_faults",
+        "api3 requests sgcache itself answered with a fault (bad request, site unreachable...).",
+        |d| d.requests.faults,
+    ),
+    (
+        "sgcache_db_writer_transactions",
+        "Transactions the DbWriter committed.",
+        |d| d.actors.db_writer.transactions,
+    ),
+    (
+        "sgcache_db_writer_rows_written",
+        "Rows the DbWriter wrote.",
+        |d| d.actors.db_writer.rows_written,
+    ),
+    (
+        "sgcache_db_writer_retries",
+        "Transactions the DbWriter retried.",
+        |d| d.actors.db_writer.retries,
+    ),
+    ("sgcache_scanner_full_scans", "Full scans finished.", |d| {
+        d.actors.scanner.full_scans
+    }),
+    (
+        "sgcache_scanner_incremental_scans",
+        "Incremental scans finished.",
+        |d| d.actors.scanner.incremental_scans,
+    ),
+    (
+        "sgcache_scanner_entities_written",
+        "Entities the scanner wrote.",
+        |d| d.actors.scanner.entities_written,
+    ),
+    (
+        "sgcache_scanner_retries",
+        "Scanner requests retried.",
+        |d| d.actors.scanner.retries,
+    ),
+    (
+        "sgcache_events_missing_declared",
+        "Event ids declared never to appear.",
+        |d| d.actors.event_poller.missing_declared,
+    ),
+    ("sgcache_events_polls", "Event log polls.", |d| {
+        d.actors.event_poller.polls
+    }),
+    ("sgcache_events_pages", "Event log pages read.", |d| {
+        d.actors.event_poller.pages
+    }),
+    (
+        "sgcache_write_back_writes",
+        "Client writes written back.",
+        |d| d.actors.write_back.writes,
+    ),
+    (
+        "sgcache_write_back_reads",
+        "Passed-through reads written back.",
+        |d| d.actors.write_back.passed_through_reads,
+    ),
+    (
+        "sgcache_write_back_rows_refreshed",
+        "Rows refreshed by write-backs.",
+        |d| d.actors.write_back.rows_refreshed,
+    ),
+    (
+        "sgcache_write_back_wait_exceeded",
+        "Client writes answered before their write-back committed (server.write_back_wait).",
+        |d| d.actors.write_back.wait_exceeded,
+    ),
+    (
+        "sgcache_write_backs_sent",
+        "Write-backs handed to the WriteBack actor.",
+        |d| d.actors.request_handler.write_backs_sent,
+    ),
+];
+
+/// Gauges without labels; `None` leaves the series out.
+const SCALAR_GAUGES: &[Scalar<Option<f64>>] = &[
+    (
+        "sgcache_uptime_seconds",
+        "Seconds since the daemon started.",
+        |d| Some(d.uptime_seconds as f64),
+    ),
+    (
+        "sgcache_upstream_reachable",
+        "1 when the last request to the site got an answer.",
+        |d| Some(flag(d.upstream.reachable)),
+    ),
+    (
+        "sgcache_schema_loaded",
+        "1 once a schema has been applied.",
+        |d| Some(flag(d.schema.loaded)),
+    ),
+    (
+        "sgcache_requests_in_flight",
+        "api3 requests being handled.",
+        |d| Some(d.requests.in_flight as f64),
+    ),
+    ("sgcache_scanner_running", "1 while a scan runs.", |d| {
+        Some(flag(d.actors.scanner.running))
+    }),
+    (
+        "sgcache_events_checkpoint",
+        "Id of the last EventLogEntry applied.",
+        |d| Some(d.actors.event_poller.checkpoint as f64),
+    ),
+    (
+        "sgcache_events_newest_seen",
+        "Id of the newest EventLogEntry seen.",
+        |d| Some(d.actors.event_poller.newest_event_seen as f64),
+    ),
+    (
+        "sgcache_events_lag_seconds",
+        "Age of the newest applied event (how far the cache trails the site's event log).",
+        |d| d.actors.event_poller.lag_seconds.map(|s| s as f64),
+    ),
+    (
+        "sgcache_events_open_gaps",
+        "Event ids skipped by the stream, still awaited.",
+        |d| Some(d.actors.event_poller.open_gaps as f64),
+    ),
+    (
+        "sgcache_database_size_bytes",
+        "Size of the cache database.",
+        |d| d.cache.database_bytes.map(|b| b as f64),
+    ),
+];
+
+/// Every figure that is one number.
+fn encode_scalars(
+    enc: &mut DescriptorEncoder,
+    doc: &StatusDocument,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in SCALAR_COUNTERS {
+        scalar(enc, (name, help), ConstCounter::new(value(doc)))?;
+    }
+    for (name, help, value) in SCALAR_GAUGES {
+        if let Some(value) = value(doc) {
+            scalar(enc, (name, help), ConstGauge::new(value))?;
+        }
+    }
+    family(
+        enc,
+        ("sgcache_build_info", "sgcache's version (always 1)."),
+        MetricType::Gauge,
+        gauges([(labels("version", doc.version), 1.0)]),
+    )
+}
+
+fn encode_cache(enc: &mut DescriptorEncoder, doc: &StatusDocument) -> Result<(), std::fmt::Error> {
+    family(
+        enc,
+        (
             "sgcache_cache_type_complete",
             "1 when a cached type may be answered locally, 0 while it is priming.",
-            view.schema
+        ),
+        MetricType::Gauge,
+        gauges(
+            doc.schema
                 .types
-                .keys()
-                .map(|t| {
-                    (
-                        vec![("type", t.clone())],
-                        f64::from(u8::from(view.complete.contains(t))),
-                    )
-                })
-                .collect(),
-        )?;
-        let sizes = s.sizes.snapshot();
-        let mut rows = Vec::new();
-        if let Some(sizes) = &sizes {
-            for (t, r) in &sizes.types {
+                .iter()
+                .map(|(t, s)| (labels("type", t.clone()), flag(s.complete))),
+        ),
+    )?;
+    let mut rows = Vec::new();
+    for (t, c) in &doc.cache.types {
+        for (state, n) in [("active", c.active), ("retired", c.retired)] {
+            if let Some(n) = n {
                 rows.push((
-                    vec![("type", t.clone()), ("state", "active".to_owned())],
-                    r.active as f64,
-                ));
-                rows.push((
-                    vec![("type", t.clone()), ("state", "retired".to_owned())],
-                    r.retired as f64,
+                    vec![("type", t.clone()), ("state", state.to_owned())],
+                    n as f64,
                 ));
             }
         }
-        gauges(
-            enc,
+    }
+    family(
+        enc,
+        (
             "sgcache_cache_rows",
             "Rows cached per type, active or retired (measured every few seconds).",
-            rows,
-        )?;
-        if let Some(bytes) = sizes.and_then(|s| s.database_bytes) {
-            gauge(
-                enc,
-                "sgcache_database_size_bytes",
-                "Size of the cache database.",
-                bytes as f64,
-            )?;
-        }
-        Ok(())
-    }
+        ),
+        MetricType::Gauge,
+        gauges(rows),
+    )?;
+    Ok(())
 }

@@ -2,13 +2,15 @@
 //!
 //! One server-rendered screen, read at a glance: health, event lag, local-hit ratio, read
 //! latency, recent pass-through reasons, verification, per-type completeness and the actors.
-//! It is built from the same JSON document `/status` returns, so the two never disagree.
+//! It is rendered from the same typed document `/status` serialises
+//! ([`StatusDocument`]), so the two never disagree.
 //! No script, inline CSS, refreshed by the browser every 5 s. Every value is escaped.
 use std::fmt::Write;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::ACCEPT;
-use serde_json::Value as Json;
+
+use crate::http::status::{ActorsStatus, StatusDocument};
 
 /// True when the client prefers HTML over JSON. Browsers send `text/html,...,*/*;q=0.8`;
 /// curl sends `*/*` (JSON); `Accept: application/json` is JSON.
@@ -56,18 +58,18 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// A JSON value as short display text (escaped).
-fn show(v: &Json) -> String {
-    match v {
-        Json::Null => "—".to_owned(),
-        Json::String(s) => esc(s),
-        Json::Bool(b) => (if *b { "yes" } else { "no" }).to_owned(),
-        Json::Number(n) => match n.as_u64() {
-            Some(u) => thousands(u),
-            None => esc(&n.to_string()),
-        },
-        other => esc(&other.to_string()),
-    }
+/// Short display text for an optional value (escaped); `—` when absent.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "—".to_owned(), |v| esc(&v.to_string()))
+}
+
+/// An integer with thin-space thousands separators.
+fn int(n: i64) -> String {
+    u64::try_from(n).map_or_else(|_| n.to_string(), thousands)
+}
+
+fn opt_int(n: Option<u64>) -> String {
+    n.map_or_else(|| "—".to_owned(), thousands)
 }
 
 fn thousands(n: u64) -> String {
@@ -106,8 +108,8 @@ fn duration(secs: u64) -> String {
     }
 }
 
-fn ms(v: &Json) -> String {
-    v.as_f64().map_or_else(
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(
         || "—".to_owned(),
         |ms| {
             if ms < 10.0 {
@@ -119,39 +121,82 @@ fn ms(v: &Json) -> String {
     )
 }
 
+/// One row of the actors table: the figures every actor has, under its own names.
+struct ActorLine<'a> {
+    name: &'static str,
+    handled: u64,
+    errors: u64,
+    mailbox: Option<i64>,
+    last_activity: Option<&'a str>,
+    last_error: Option<&'a str>,
+}
+
+fn actor_lines(a: &ActorsStatus) -> Vec<ActorLine<'_>> {
+    fn line<'a>(name: &'static str, s: &'a crate::actors::ActorSnapshot) -> ActorLine<'a> {
+        ActorLine {
+            name,
+            handled: s.handled,
+            errors: s.errors,
+            mailbox: None,
+            last_activity: s.last_activity_at.as_deref(),
+            last_error: s.last_error.as_deref(),
+        }
+    }
+    vec![
+        ActorLine {
+            name: "request_handler",
+            handled: a.request_handler.handled,
+            errors: a.request_handler.errors,
+            mailbox: Some(a.request_handler.in_flight),
+            last_activity: a.request_handler.last_activity_at.as_deref(),
+            last_error: None,
+        },
+        ActorLine {
+            name: "db_writer",
+            handled: a.db_writer.messages,
+            errors: a.db_writer.errors,
+            mailbox: Some(a.db_writer.mailbox_depth),
+            last_activity: a.db_writer.last_commit_at.as_deref(),
+            last_error: a.db_writer.last_error.as_deref(),
+        },
+        line("schema_loader", &a.schema_loader.actor),
+        line("scanner", &a.scanner.actor),
+        line("event_poller", &a.event_poller.actor),
+        line("write_back", &a.write_back.actor),
+        line("site_info", &a.site_info),
+        line("verifier", &a.verifier.actor),
+    ]
+}
+
 /// `(level, text)`: level is `ok`, `warn` or `bad`.
-fn health(doc: &Json) -> (&'static str, Vec<String>) {
+fn health(doc: &StatusDocument) -> (&'static str, Vec<String>) {
     let mut level = "ok";
     let mut notes = Vec::new();
-    let mut raise = |to: &'static str, note: String, level: &mut &'static str| {
-        if to == "bad" || *level == "ok" {
-            *level = to;
+    let mut raise = |to: &'static str, note: String| {
+        if to == "bad" || level == "ok" {
+            level = to;
         }
         notes.push(note);
     };
-    if doc["schema"]["loaded"] != true {
+    if !doc.schema.loaded {
         raise(
             "bad",
             "no schema loaded yet: every read passes through".into(),
-            &mut level,
         );
     }
-    if doc["upstream"]["reachable"] != true {
-        raise("warn", "the site is not reachable".into(), &mut level);
+    if !doc.upstream.reachable {
+        raise("warn", "the site is not reachable".into());
     }
-    let priming = doc["schema"]["priming"].as_array().map_or(0, Vec::len);
+    let priming = doc.schema.priming.len();
     if priming > 0 {
         raise(
             "warn",
             format!("{priming} type(s) still priming (reads of them pass through)"),
-            &mut level,
         );
     }
-    if let Some(actors) = doc["actors"].as_object() {
-        for (name, a) in actors {
-            if let Some(err) = a["last_error"].as_str() {
-                raise("warn", format!("{name}: {err}"), &mut level);
-            }
+    for a in actor_lines(&doc.actors) {
+        if let Some(err) = a.last_error {
+            raise("warn", format!("{}: {err}", a.name));
         }
     }
     if notes.is_empty() {
@@ -177,14 +222,32 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 ul{margin:4px 0;padding-left:18px}";
 
 /// The whole page, from the `/status` document.
-pub fn render(doc: &Json) -> String {
+pub fn render(doc: &StatusDocument) -> String {
     let mut h = String::with_capacity(16 * 1024);
-    let (level, notes) = health(doc);
-    let level_text = match level {
+    header(&mut h, doc);
+    overview(&mut h, doc);
+    requests(&mut h, doc);
+    verification(&mut h, doc);
+    cards(&mut h, doc);
+    types(&mut h, doc);
+    actors(&mut h, doc);
+    let _ = write!(
+        h,
+        "</main><p class=\"sub\" style=\"padding:0 20px 12px\">started {} · \
+         JSON: <code>curl -H 'Accept: application/json' …/status</code> · Prometheus: <code>/metrics</code></p></body></html>",
+        esc(&doc.started_at),
+    );
+    h
+}
+
+fn header(h: &mut String, doc: &StatusDocument) {
+    let level_text = |level| match level {
         "ok" => "HEALTHY",
         "warn" => "DEGRADED",
         _ => "NOT READY",
     };
+    let (level, _) = health(doc);
+    let reachable = doc.upstream.reachable;
     let _ = write!(
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -193,32 +256,30 @@ pub fn render(doc: &Json) -> String {
          <title>sgcache {version} — status</title><style>{STYLE}</style></head><body>\
          <header><h1>sgcache {version}</h1><span class=\"badge {level}\">{level_text}</span>\
          <span class=\"meta\">up {uptime} · {backend} · site {site} <span class=\"badge {reach_class}\">{reach}</span></span></header><main>",
-        version = show(&doc["version"]),
-        uptime = esc(&duration(doc["uptime_seconds"].as_u64().unwrap_or(0))),
-        backend = show(&doc["database"]["backend"]),
-        site = show(&doc["upstream"]["url"]),
-        reach_class = if doc["upstream"]["reachable"] == true {
-            "ok"
-        } else {
-            "bad"
-        },
-        reach = if doc["upstream"]["reachable"] == true {
+        version = esc(doc.version),
+        level_text = level_text(level),
+        uptime = esc(&duration(doc.uptime_seconds)),
+        backend = esc(doc.database.backend),
+        site = esc(&doc.upstream.url),
+        reach_class = if reachable { "ok" } else { "bad" },
+        reach = if reachable {
             "reachable"
         } else {
             "unreachable"
         },
     );
+}
 
-    // Health.
+/// Health and event lag.
+fn overview(h: &mut String, doc: &StatusDocument) {
+    let (_, notes) = health(doc);
     let _ = write!(h, "<section class=\"card wide\"><h2>Health</h2><ul>");
     for note in &notes {
         let _ = write!(h, "<li>{}</li>", esc(note));
     }
     let _ = write!(h, "</ul></section>");
-
-    // Event lag.
-    let poller = &doc["actors"]["event_poller"];
-    let lag = poller["lag_seconds"].as_u64();
+    let poller = &doc.actors.event_poller;
+    let lag = poller.lag_seconds.map(|s| s.max(0) as u64);
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Event lag</h2><div class=\"big\">{}</div>\
@@ -229,15 +290,16 @@ pub fn render(doc: &Json) -> String {
         } else {
             ""
         },
-        show(&poller["checkpoint"]),
-        show(&poller["newest_event_seen"]),
-        show(&poller["open_gaps"]),
+        int(poller.checkpoint),
+        int(poller.newest_event_seen),
+        thousands(poller.open_gaps),
     );
+}
 
-    // Local-hit ratio.
-    let req = &doc["requests"];
-    let local = req["served_locally"].as_u64().unwrap_or(0);
-    let passed = req["passed_through"].as_u64().unwrap_or(0);
+/// Local-hit ratio, read latency, pass-through reasons.
+fn requests(h: &mut String, doc: &StatusDocument) {
+    let req = &doc.requests;
+    let (local, passed) = (req.served_locally, req.passed_through);
     let ratio = (local + passed > 0).then(|| 100.0 * local as f64 / (local + passed) as f64);
     let _ = write!(
         h,
@@ -246,39 +308,35 @@ pub fn render(doc: &Json) -> String {
         ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.1}%")),
         thousands(local),
         thousands(passed),
-        show(&req["faults"]),
-        show(&req["in_flight"]),
+        thousands(req.faults),
+        int(req.in_flight),
     );
-
-    // Latency.
     let _ = write!(
         h,
         "<section class=\"card wide\"><h2>Read latency</h2><table>\
          <tr><th>served</th><th class=\"n\">reads</th><th class=\"n\">p50</th><th class=\"n\">p95</th><th class=\"n\">p99</th></tr>"
     );
-    for (label, key) in [("locally", "local"), ("passed through", "pass_through")] {
-        let l = &doc["latency"]["read"][key];
+    let read = &doc.latency.read;
+    for (label, l) in [
+        ("locally", &read.local),
+        ("passed through", &read.pass_through),
+    ] {
         let _ = write!(
             h,
             "<tr><td>{label}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            show(&l["count"]),
-            ms(&l["p50_ms"]),
-            ms(&l["p95_ms"]),
-            ms(&l["p99_ms"]),
+            thousands(l.count),
+            ms(l.p50_ms),
+            ms(l.p95_ms),
+            ms(l.p99_ms),
         );
     }
     let _ = write!(h, "</table></section>");
-
-    // Pass-through reasons.
-    let mut reasons: Vec<(String, u64)> = req["pass_through_reasons"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut reasons: Vec<(&str, u64)> = req
+        .pass_through_reasons
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let _ = write!(h, "<section class=\"card\"><h2>Pass-through reasons</h2>");
     if reasons.is_empty() {
         let _ = write!(h, "<div class=\"sub\">nothing passed through yet</div>");
@@ -295,203 +353,170 @@ pub fn render(doc: &Json) -> String {
         let _ = write!(h, "</table><div class=\"sub\">since start</div>");
     }
     let _ = write!(h, "</section>");
+}
 
-    // Verification.
-    let verifier = &doc["actors"]["verifier"];
+fn verification(h: &mut String, doc: &StatusDocument) {
+    let verifier = &doc.actors.verifier;
     let _ = write!(h, "<section class=\"card\"><h2>Verification</h2>");
-    if verifier["enabled"] == true {
-        // The verifier's `/status` figures (`actors::verifier::VerifierStats::snapshot`).
+    if !verifier.enabled {
         let _ = write!(
             h,
-            "<div class=\"big\">{}</div><div class=\"sub\">mismatches of {} verified reads \
-             ({}) · {} healed</div>",
-            show(&verifier["mismatched"]),
-            show(&verifier["verified"]),
-            show(&verifier["mode"]),
-            show(&verifier["healed"]),
+            "<span class=\"badge off\">verification off</span></section>"
         );
-        if let Some(recent) = verifier["recent_mismatches"]
-            .as_array()
-            .filter(|r| !r.is_empty())
-        {
-            let _ = write!(h, "<ul class=\"sub\">");
-            for m in recent.iter().take(3) {
-                let fields = m["fields"]
-                    .as_array()
-                    .map(|f| {
-                        f.iter()
-                            .filter_map(Json::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                let _ = write!(
-                    h,
-                    "<li>{} {} · {} · {}</li>",
-                    show(&m["entity_type"]),
-                    show(&m["entity_ids"]),
-                    esc(&fields),
-                    show(&m["at"]),
-                );
-            }
-            let _ = write!(h, "</ul>");
+        return;
+    }
+    let mode = serde_json::to_value(verifier.mode).unwrap_or_default();
+    let _ = write!(
+        h,
+        "<div class=\"big\">{}</div><div class=\"sub\">mismatches of {} verified reads \
+         ({}) · {} healed</div>",
+        thousands(verifier.mismatched),
+        thousands(verifier.verified),
+        esc(mode.as_str().unwrap_or_default()),
+        thousands(verifier.healed),
+    );
+    if !verifier.recent_mismatches.is_empty() {
+        let _ = write!(h, "<ul class=\"sub\">");
+        for m in verifier.recent_mismatches.iter().take(3) {
+            let _ = write!(
+                h,
+                "<li>{} {} · {} · {}</li>",
+                esc(&m.entity_type),
+                esc(&serde_json::to_string(&m.entity_ids).unwrap_or_default()),
+                esc(&m.fields.join(", ")),
+                esc(&m.at),
+            );
         }
-    } else {
-        let _ = write!(h, "<span class=\"badge off\">verification off</span>");
+        let _ = write!(h, "</ul>");
     }
     let _ = write!(h, "</section>");
+}
 
-    // Cache size, write-back, scanner, schema.
-    let cache = &doc["cache"];
+/// Cache size, write-back, scanner, schema.
+fn cards(h: &mut String, doc: &StatusDocument) {
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Cache</h2><div class=\"big\">{}</div>\
          <div class=\"sub\">database size · {} of {} types complete · measured {}</div></section>",
-        cache["database_bytes"]
-            .as_u64()
+        doc.cache
+            .database_bytes
             .map_or_else(|| "—".to_owned(), bytes),
-        show(&doc["schema"]["complete_types"]),
-        show(&doc["schema"]["cached_types"]),
-        show(&cache["measured_at"]),
+        thousands(doc.schema.complete_types as u64),
+        thousands(doc.schema.cached_types as u64),
+        opt(doc.cache.measured_at.as_deref()),
     );
-    let wb = &doc["actors"]["write_back"];
+    let wb = &doc.actors.write_back;
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Write-back</h2><div class=\"big\">{}</div>\
          <div class=\"sub\">client writes cached · {} passed-through reads · {} answered before \
          their write-back (write_back_wait)</div></section>",
-        show(&wb["writes"]),
-        show(&wb["passed_through_reads"]),
-        show(&wb["wait_exceeded"]),
+        thousands(wb.writes),
+        thousands(wb.passed_through_reads),
+        thousands(wb.wait_exceeded),
     );
-    let scanner = &doc["actors"]["scanner"];
+    let scanner = &doc.actors.scanner;
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Scanner</h2><div class=\"big\">{}</div>\
          <div class=\"sub\">{} full · {} incremental scans · next run {}</div></section>",
-        if scanner["running"] == true {
-            "scanning"
-        } else {
-            "idle"
-        },
-        show(&scanner["full_scans"]),
-        show(&scanner["incremental_scans"]),
-        show(&scanner["next_run_at"]),
+        if scanner.running { "scanning" } else { "idle" },
+        thousands(scanner.full_scans),
+        thousands(scanner.incremental_scans),
+        opt(scanner.next_run_at.as_deref()),
     );
-    let loader = &doc["actors"]["schema_loader"];
+    let detail = doc.actors.schema_loader.detail.as_ref();
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Schema</h2><div class=\"big\">{}</div>\
          <div class=\"sub\">source {} · loaded {}</div></section>",
-        if doc["schema"]["loaded"] == true {
+        if doc.schema.loaded {
             "loaded"
         } else {
             "not loaded"
         },
-        show(&loader["source"]),
-        show(&loader["loaded_at"]),
+        opt(detail.map(|d| d.source)),
+        opt(detail.map(|d| d.loaded_at.as_str())),
     );
+}
 
-    // Per-type completeness.
-    let scanning = &doc["actors"]["scanner"]["current"];
+/// Per-type completeness.
+fn types(h: &mut String, doc: &StatusDocument) {
+    let scanner = &doc.actors.scanner;
     let _ = write!(
         h,
         "<section class=\"card full\"><h2>Types</h2><table><tr><th>type</th><th>state</th>\
          <th class=\"n\">active rows</th><th class=\"n\">retired rows</th><th>last scan</th></tr>"
     );
-    if let Some(types) = cache["types"].as_object() {
-        for (name, t) in types {
-            let (class, state) = if t["complete"] == true {
-                ("ok", "complete".to_owned())
-            } else if scanning["entity_type"].as_str() == Some(name.as_str()) {
-                let total = scanning["total"].as_u64();
-                let done = scanning["scanned"].as_u64().unwrap_or(0);
-                (
-                    "warn",
-                    match total {
-                        Some(total) if total > 0 => {
-                            format!("priming {}%", (100 * done / total).min(100))
-                        }
-                        _ => format!("priming ({done})"),
-                    },
-                )
-            } else {
-                ("warn", "priming".to_owned())
-            };
-            let last = &doc["actors"]["scanner"]["types"][name];
-            let last_scan = if last.is_object() {
+    for (name, t) in &doc.cache.types {
+        let scanning = scanner.current.as_ref().filter(|c| &c.entity_type == name);
+        let (class, state) = match scanning {
+            _ if t.complete => ("ok", "complete".to_owned()),
+            Some(current) => {
+                let done = current.scanned;
+                let state = match current.total {
+                    Some(total) if total > 0 => {
+                        format!("priming {}%", (100 * done / total).min(100))
+                    }
+                    _ => format!("priming ({done})"),
+                };
+                ("warn", state)
+            }
+            None => ("warn", "priming".to_owned()),
+        };
+        let last_scan = scanner.types.get(name).map_or_else(
+            || "—".to_owned(),
+            |last| {
                 format!(
                     "{} · {} entities · {:.1} s",
-                    show(&last["kind"]),
-                    show(&last["entities"]),
-                    last["seconds"].as_f64().unwrap_or(0.0)
+                    esc(last.kind),
+                    thousands(last.entities),
+                    last.seconds
                 )
-            } else {
-                "—".to_owned()
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td><span class=\"badge {class}\">{}</span></td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td>{}</td></tr>",
-                esc(name),
-                esc(&state),
-                show(&t["active"]),
-                show(&t["retired"]),
-                last_scan,
-            );
-        }
+            },
+        );
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td><span class=\"badge {class}\">{}</span></td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&state),
+            opt_int(t.active),
+            opt_int(t.retired),
+            last_scan,
+        );
     }
     let _ = write!(h, "</table></section>");
+}
 
-    // Actors.
+fn actors(h: &mut String, doc: &StatusDocument) {
     let _ = write!(
         h,
         "<section class=\"card full\"><h2>Actors</h2><table><tr><th>actor</th><th class=\"n\">handled</th>\
          <th class=\"n\">errors</th><th class=\"n\">mailbox</th><th>last activity</th><th>last error</th></tr>"
     );
-    if let Some(actors) = doc["actors"].as_object() {
-        for (name, a) in actors {
-            if name == "verifier" && a["enabled"] != true {
-                continue;
-            }
-            let handled = a
-                .get("handled")
-                .or_else(|| a.get("messages"))
-                .unwrap_or(&Json::Null);
-            let mailbox = a
-                .get("mailbox_depth")
-                .or_else(|| a.get("in_flight"))
-                .unwrap_or(&Json::Null);
-            let last = a
-                .get("last_activity_at")
-                .or_else(|| a.get("last_commit_at"))
-                .unwrap_or(&Json::Null);
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(name),
-                show(handled),
-                show(&a["errors"]),
-                show(mailbox),
-                show(last),
-                show(&a["last_error"]),
-            );
+    for a in actor_lines(&doc.actors) {
+        if a.name == "verifier" && !doc.actors.verifier.enabled {
+            continue;
         }
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(a.name),
+            thousands(a.handled),
+            thousands(a.errors),
+            a.mailbox.map_or_else(|| "—".to_owned(), int),
+            opt(a.last_activity),
+            opt(a.last_error),
+        );
     }
-    let _ = write!(
-        h,
-        "</table></section></main><p class=\"sub\" style=\"padding:0 20px 12px\">started {} · \
-         JSON: <code>curl -H 'Accept: application/json' …/status</code> · Prometheus: <code>/metrics</code></p></body></html>",
-        show(&doc["started_at"]),
-    );
-    h
+    let _ = write!(h, "</table></section>");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
-    use serde_json::json;
 
     #[test]
     fn negotiation_prefers_json_unless_html_is_asked_for() {
@@ -514,16 +539,25 @@ mod tests {
 
     #[test]
     fn everything_is_escaped() {
-        let doc = json!({
-            "version": "<script>",
-            "upstream": {"url": "https://x/\"><img src=x onerror=alert(1)>", "reachable": false},
-            "requests": {"pass_through_reasons": {"<b>why</b>": 3}},
-            "cache": {"types": {"<T>": {"complete": false, "active": 1, "retired": 0}}},
-            "actors": {"db_writer": {"last_error": "<oops>"}},
-        });
+        let mut doc = StatusDocument {
+            version: "<script>",
+            ..StatusDocument::default()
+        };
+        doc.upstream.url = "https://x/\"><img src=x onerror=alert(1)>".into();
+        doc.requests.pass_through_reasons.insert("<b>why</b>", 3);
+        doc.cache.types.insert(
+            "<T>".into(),
+            crate::http::status::CacheTypeStatus {
+                active: Some(1),
+                retired: Some(0),
+                complete: false,
+            },
+        );
+        doc.actors.db_writer.last_error = Some("<oops>".into());
         let html = render(&doc);
         assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<b>why"));
         assert!(html.contains("&lt;script&gt;") && html.contains("&lt;oops&gt;"));
-        assert!(html.contains("verification off"));
+        assert!(html.contains("&lt;T&gt;") && html.contains("verification off"));
+        assert!(html.contains("NOT READY"), "no schema loaded: not ready");
     }
 }

@@ -1,24 +1,26 @@
 //! `/status`: one JSON document saying what the daemon is, what it caches and how each actor
 //! is doing. Built from shared atomics and the cache view; it never waits on an actor.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Map, Value as Json, json};
+use serde::Serialize;
 
-use crate::actors::event_poller::EventPollerStats;
-use crate::actors::scanner::ScannerStats;
-use crate::actors::schema_loader::SchemaLoaderStats;
+use crate::actors::ActorSnapshot;
+use crate::actors::event_poller::{EventPollerSnapshot, EventPollerStats};
+use crate::actors::scanner::{ScannerSnapshot, ScannerStats};
+use crate::actors::schema_loader::{SchemaLoaderSnapshot, SchemaLoaderStats};
 use crate::actors::site_info::SiteInfoState;
-use crate::actors::verifier::VerifierStats;
-use crate::actors::write_back::WriteBackStats;
+use crate::actors::verifier::{VerifierSnapshot, VerifierStats};
+use crate::actors::write_back::{WriteBackSnapshot, WriteBackStats};
 use crate::db::Pools;
-use crate::db::writer::WriterStats;
-use crate::http::api3::RequestStats;
-use crate::metrics::{CacheSizes, Served};
+use crate::db::writer::{WriterSnapshot, WriterStats};
+use crate::http::api3::{RequestStats, RequestsSnapshot};
+use crate::metrics::{CacheSizes, LatencySummary, Served};
 use crate::schema::{Backend, ColumnLayout};
-use crate::state::CacheState;
+use crate::state::{CacheState, CacheView};
 
 /// Everything `/status` reads, shared with the running actors.
 pub struct StatusSources {
@@ -42,110 +44,220 @@ pub struct StatusSources {
     pub sizes: Arc<CacheSizes>,
 }
 
+/// The `/status` document (README: [/status](../../README.md#status)).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StatusDocument {
+    pub service: &'static str,
+    pub version: &'static str,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    pub database: DatabaseStatus,
+    pub upstream: UpstreamStatus,
+    pub requests: RequestsSnapshot,
+    pub latency: LatencyStatus,
+    pub cache: CacheStatus,
+    pub schema: SchemaStatus,
+    pub actors: ActorsStatus,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DatabaseStatus {
+    pub backend: &'static str,
+    /// Any password masked.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UpstreamStatus {
+    pub url: String,
+    pub reachable: bool,
+}
+
+/// Latency summaries of reads and of every method, by how they were served.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyStatus {
+    pub read: ServedLatency,
+    pub all: ServedLatency,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServedLatency {
+    pub local: LatencySummary,
+    pub pass_through: LatencySummary,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CacheStatus {
+    pub measured_at: Option<String>,
+    pub database_bytes: Option<u64>,
+    pub error: Option<String>,
+    pub types: BTreeMap<String, CacheTypeStatus>,
+}
+
+/// Rows of one cached type (`None` until measured).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CacheTypeStatus {
+    pub active: Option<u64>,
+    pub retired: Option<u64>,
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchemaStatus {
+    pub loaded: bool,
+    pub cached_types: usize,
+    pub complete_types: usize,
+    /// Cached types not complete yet.
+    pub priming: Vec<String>,
+    pub types: BTreeMap<String, SchemaTypeStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchemaTypeStatus {
+    pub table: String,
+    pub fields: usize,
+    pub multi_entity_fields: usize,
+    pub display_field: Option<String>,
+    pub complete: bool,
+}
+
+/// Each actor's section, in the order the page lists them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ActorsStatus {
+    pub request_handler: RequestHandlerStatus,
+    pub db_writer: WriterSnapshot,
+    pub schema_loader: SchemaLoaderSnapshot,
+    pub scanner: ScannerSnapshot,
+    pub event_poller: EventPollerSnapshot,
+    pub write_back: WriteBackSnapshot,
+    pub site_info: ActorSnapshot,
+    pub verifier: VerifierSnapshot,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RequestHandlerStatus {
+    pub handled: u64,
+    pub errors: u64,
+    pub in_flight: i64,
+    pub write_backs_sent: u64,
+    pub last_activity_at: Option<String>,
+    /// For `/metrics` (unix ms; 0 = never).
+    #[serde(skip)]
+    pub last_activity_unix_ms: i64,
+}
+
 impl StatusSources {
-    pub fn render(&self) -> Json {
+    pub fn render(&self) -> StatusDocument {
         let view = self.cache.view();
-        let sizes = self.sizes.snapshot();
-        let mut types = Map::new();
-        for (name, entity) in &view.schema.types {
-            let multi = entity
-                .fields
-                .values()
-                .filter(|f| matches!(f.layout, ColumnLayout::MultiEntity { .. }))
-                .count();
-            types.insert(
-                name.clone(),
-                json!({
-                    "table": entity.table,
-                    "fields": entity.fields.len(),
-                    "multi_entity_fields": multi,
-                    "display_field": entity.display_field,
-                    "complete": view.complete.contains(name),
-                }),
-            );
+        let requests = self.requests.snapshot();
+        let last_request = requests.last_request_unix_ms;
+        StatusDocument {
+            service: "sgcache",
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: self.started_at.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            database: DatabaseStatus {
+                backend: self.backend.name(),
+                url: crate::config::mask_url_password(&self.database_url),
+            },
+            upstream: UpstreamStatus {
+                url: self.site_url.clone(),
+                reachable: self.site_info.reachable(),
+            },
+            latency: self.latency(),
+            cache: self.cache_status(&view),
+            schema: self.schema_status(&view),
+            actors: ActorsStatus {
+                request_handler: RequestHandlerStatus {
+                    handled: requests.total,
+                    errors: requests.faults,
+                    in_flight: requests.in_flight,
+                    write_backs_sent: requests.write_backs_sent,
+                    last_activity_at: crate::time::format_unix_ms(last_request),
+                    last_activity_unix_ms: last_request,
+                },
+                db_writer: self.writer.snapshot(),
+                schema_loader: self.schema_loader.snapshot(),
+                scanner: self.scanner.snapshot(),
+                event_poller: self.event_poller.snapshot(),
+                write_back: self.write_back.snapshot(),
+                site_info: self.site_info.stats.snapshot(),
+                verifier: self.verifier.snapshot(),
+            },
+            requests,
         }
-        let mut requests = self.requests.snapshot();
+    }
+
+    fn latency(&self) -> LatencyStatus {
         let ops = &self.requests.metrics;
-        if let Some(map) = requests.as_object_mut() {
-            map.insert(
-                "in_flight".into(),
-                ops.in_flight.load(Ordering::Relaxed).max(0).into(),
-            );
+        let served = |method: Option<&str>| ServedLatency {
+            local: ops.merged(method, Served::Local).summary(),
+            pass_through: ops.merged(method, Served::PassThrough).summary(),
+        };
+        LatencyStatus {
+            read: served(Some("read")),
+            all: served(None),
         }
-        let latency = json!({
-            "read": {
-                "local": ops.merged(Some("read"), Served::Local).summary(),
-                "pass_through": ops.merged(Some("read"), Served::PassThrough).summary(),
-            },
-            "all": {
-                "local": ops.merged(None, Served::Local).summary(),
-                "pass_through": ops.merged(None, Served::PassThrough).summary(),
-            },
-        });
-        let mut size_types = Map::new();
-        for name in view.schema.types.keys() {
-            let rows = sizes.as_ref().and_then(|s| s.types.get(name));
-            size_types.insert(
-                name.clone(),
-                json!({
-                    "active": rows.map(|r| r.active),
-                    "retired": rows.map(|r| r.retired),
-                    "complete": view.complete.contains(name),
-                }),
-            );
-        }
-        let priming: Vec<&String> = view
+    }
+
+    fn cache_status(&self, view: &CacheView) -> CacheStatus {
+        let sizes = self.sizes.snapshot();
+        let types = view
             .schema
             .types
             .keys()
-            .filter(|t| !view.complete.contains(*t))
+            .map(|name| {
+                let rows = sizes.as_ref().and_then(|s| s.types.get(name));
+                let status = CacheTypeStatus {
+                    active: rows.map(|r| r.active),
+                    retired: rows.map(|r| r.retired),
+                    complete: view.complete.contains(name),
+                };
+                (name.clone(), status)
+            })
             .collect();
-        let last_request = ops.last_request_unix_ms.load(Ordering::Relaxed);
-        let request_handler = json!({
-            "handled": self.requests.total.load(Ordering::Relaxed),
-            "errors": self.requests.faults.load(Ordering::Relaxed),
-            "in_flight": ops.in_flight.load(Ordering::Relaxed).max(0),
-            "write_backs_sent": ops.write_backs_sent.load(Ordering::Relaxed),
-            "last_activity_at": (last_request > 0)
-                .then(|| chrono::DateTime::from_timestamp_millis(last_request).map(crate::time::format))
-                .flatten(),
-        });
-        json!({
-            "service": "sgcache",
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_at": self.started_at,
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "database": {
-                "backend": self.backend.name(),
-                "url": crate::config::mask_url_password(&self.database_url),
-            },
-            "upstream": { "url": self.site_url, "reachable": self.site_info.reachable() },
-            "requests": requests,
-            "latency": latency,
-            "cache": {
-                "measured_at": sizes.as_ref().map(|s| s.measured_at.clone()),
-                "database_bytes": sizes.as_ref().and_then(|s| s.database_bytes),
-                "error": sizes.as_ref().and_then(|s| s.error.clone()),
-                "types": size_types,
-            },
-            "schema": {
-                "loaded": self.schema_loader.loaded.load(std::sync::atomic::Ordering::Relaxed),
-                "cached_types": view.schema.types.len(),
-                "complete_types": view.complete.len(),
-                "priming": priming,
-                "types": types,
-            },
-            "actors": {
-                "request_handler": request_handler,
-                "db_writer": self.writer.snapshot(),
-                "schema_loader": self.schema_loader.snapshot(),
-                "scanner": self.scanner.snapshot(),
-                "event_poller": self.event_poller.snapshot(),
-                "write_back": self.write_back.snapshot(),
-                "site_info": self.site_info.stats.snapshot(),
-                "verifier": self.verifier.snapshot(),
-            },
-        })
+        CacheStatus {
+            measured_at: sizes.as_ref().map(|s| s.measured_at.clone()),
+            database_bytes: sizes.as_ref().and_then(|s| s.database_bytes),
+            error: sizes.and_then(|s| s.error),
+            types,
+        }
+    }
+
+    fn schema_status(&self, view: &CacheView) -> SchemaStatus {
+        let types = view
+            .schema
+            .types
+            .iter()
+            .map(|(name, entity)| {
+                let multi = entity
+                    .fields
+                    .values()
+                    .filter(|f| matches!(f.layout, ColumnLayout::MultiEntity { .. }))
+                    .count();
+                let status = SchemaTypeStatus {
+                    table: entity.table.clone(),
+                    fields: entity.fields.len(),
+                    multi_entity_fields: multi,
+                    display_field: entity.display_field.clone(),
+                    complete: view.complete.contains(name),
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        SchemaStatus {
+            loaded: self.schema_loader.loaded.load(Ordering::Relaxed),
+            cached_types: view.schema.types.len(),
+            complete_types: view.complete.len(),
+            priming: view
+                .schema
+                .types
+                .keys()
+                .filter(|t| !view.complete.contains(*t))
+                .cloned()
+                .collect(),
+            types,
+        }
     }
 }
 

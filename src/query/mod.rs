@@ -41,19 +41,39 @@ pub use plan::plan_read;
 pub use select::{Decode, OutField};
 pub use sql::{Dialect, Sql};
 
-/// Why a read goes to the site.
+/// Why a request goes to the site: the one vocabulary of pass-through reasons, counted on
+/// `/status` (`requests.pass_through_reasons`) and `/metrics`
+/// (`sgcache_pass_through_total{reason}`) under [`PassReason::label`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PassReason {
+    // The read planner's ([`plan_read`]).
     UncachedType,
     IncompleteType,
     /// `Type.field` that the cache does not hold.
     UncachedField(String),
     UnsupportedRelation(String),
     UnsupportedFeature(String),
+    // The request handler's.
+    /// A client write of the type is still being written back: the site has the truth.
+    PendingWrite,
+    /// The local read failed (the database); the site still answers.
+    LocalError,
+    /// The request carries no usable credentials.
+    NoCredentials,
+    /// The caller is not in `auth.local_scripts` / `auth.local_logins`.
+    CallerNotTrusted,
+    /// The credentials could not be checked (the site is down) and were never accepted.
+    CredentialsUnverified,
+    /// `info` before any site reply was stored.
+    InfoUnknown,
+    /// `create`, `update`, `delete`, `revive`, `batch`: the site writes, then the write-back.
+    Write,
+    /// A method sgcache never answers itself.
+    NotCachedMethod,
 }
 
 impl PassReason {
-    /// The metrics label.
+    /// The label on `/status` and `/metrics`.
     pub fn label(&self) -> &'static str {
         match self {
             PassReason::UncachedType => "uncached_type",
@@ -61,6 +81,14 @@ impl PassReason {
             PassReason::UncachedField(_) => "uncached_field",
             PassReason::UnsupportedRelation(_) => "unsupported_relation",
             PassReason::UnsupportedFeature(_) => "unsupported_feature",
+            PassReason::PendingWrite => "pending_write",
+            PassReason::LocalError => "local_error",
+            PassReason::NoCredentials => "no_credentials",
+            PassReason::CallerNotTrusted => "caller_not_trusted",
+            PassReason::CredentialsUnverified => "credentials_unverified",
+            PassReason::InfoUnknown => "info_unknown",
+            PassReason::Write => "write",
+            PassReason::NotCachedMethod => "not_cached_method",
         }
     }
 }
@@ -73,6 +101,16 @@ impl std::fmt::Display for PassReason {
             PassReason::UncachedField(x) => write!(f, "field {x} is not cached"),
             PassReason::UnsupportedRelation(x) => write!(f, "relation {x} is not supported"),
             PassReason::UnsupportedFeature(x) => write!(f, "{x} is not supported"),
+            PassReason::PendingWrite => f.write_str("a write of the type is being written back"),
+            PassReason::LocalError => f.write_str("the local read failed"),
+            PassReason::NoCredentials => f.write_str("the request carries no credentials"),
+            PassReason::CallerNotTrusted => f.write_str("the caller is not trusted (auth.local_*)"),
+            PassReason::CredentialsUnverified => {
+                f.write_str("the credentials cannot be checked while the site is down")
+            }
+            PassReason::InfoUnknown => f.write_str("no info reply stored yet"),
+            PassReason::Write => f.write_str("writes go to the site"),
+            PassReason::NotCachedMethod => f.write_str("the method is not answered locally"),
         }
     }
 }

@@ -116,7 +116,7 @@ async fn wait_equal(daemon: &Daemon, site: &MockSite, types: &[&str], what: &str
         assert!(
             std::time::Instant::now() < deadline,
             "{what}: cache never matched the site: {diff}\nstatus: {}",
-            daemon.event_poller_stats.snapshot()
+            crate::support::json_of(daemon.event_poller_stats.snapshot())
         );
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
@@ -311,7 +311,7 @@ async fn every_event_kind_reaches_the_cache() {
         );
 
         assert_eq!(checkpoint(&daemon).await, site.last_event_id());
-        let status = daemon.event_poller_stats.snapshot();
+        let status = crate::support::json_of(daemon.event_poller_stats.snapshot());
         assert_eq!(
             status["checkpoint"],
             json!(site.last_event_id()),
@@ -379,15 +379,24 @@ async fn out_of_order_events_are_applied_and_burnt_ids_declared_missing() {
             (cached_value(&daemon, "Shot", shots[0], "sg_cut_in").await == json!(8)).then_some(())
         })
         .await;
-        assert_eq!(daemon.event_poller_stats.snapshot()["open_gaps"], 1);
+        assert_eq!(
+            crate::support::json_of(daemon.event_poller_stats.snapshot())["open_gaps"],
+            1
+        );
         assert_ne!(
             cached_value(&daemon, "Shot", shots[2], "sg_cut_in").await,
             json!(7)
         );
         site.release_events();
         wait_equal(&daemon, &site, all, "a late event inside the gap window").await;
-        assert_eq!(daemon.event_poller_stats.snapshot()["open_gaps"], 0);
-        assert_eq!(daemon.event_poller_stats.snapshot()["missing_declared"], 0);
+        assert_eq!(
+            crate::support::json_of(daemon.event_poller_stats.snapshot())["open_gaps"],
+            0
+        );
+        assert_eq!(
+            crate::support::json_of(daemon.event_poller_stats.snapshot())["missing_declared"],
+            0
+        );
 
         // A burnt id never appears: declared missing after the (2 s) window, not waited on.
         let burnt = site.burn_event_id();
@@ -400,7 +409,7 @@ async fn out_of_order_events_are_applied_and_burnt_ids_declared_missing() {
             || {
                 let stats = stats.clone();
                 async move {
-                    let s = stats.snapshot();
+                    let s = crate::support::json_of(stats.snapshot());
                     (s["missing_declared"] == 1 && s["open_gaps"] == 0).then_some(s)
                 }
             },
@@ -462,11 +471,14 @@ async fn a_restart_mid_stream_applies_every_event_exactly_once() {
             || {
                 let stats = stats.clone();
                 let last = site.last_event_id();
-                async move { (stats.snapshot()["checkpoint"] == json!(last)).then_some(()) }
+                async move {
+                    (crate::support::json_of(stats.snapshot())["checkpoint"] == json!(last))
+                        .then_some(())
+                }
             },
         )
         .await;
-        let status = daemon.event_poller_stats.snapshot();
+        let status = crate::support::json_of(daemon.event_poller_stats.snapshot());
         let total = |key: &str| -> u64 {
             status[key]
                 .as_object()
@@ -490,7 +502,10 @@ async fn a_restart_mid_stream_applies_every_event_exactly_once() {
         let stats = daemon.event_poller_stats.clone();
         eventually(Duration::from_secs(30), "a failed poll", || {
             let stats = stats.clone();
-            async move { (stats.snapshot()["errors"].as_u64() >= Some(1)).then_some(()) }
+            async move {
+                (crate::support::json_of(stats.snapshot())["errors"].as_u64() >= Some(1))
+                    .then_some(())
+            }
         })
         .await;
         site.resume();
@@ -534,7 +549,7 @@ async fn the_events_command_sets_the_checkpoint_to_replay_from() {
         let status = eventually(Duration::from_secs(30), "the replay", || {
             let stats = stats.clone();
             async move {
-                let s = stats.snapshot();
+                let s = crate::support::json_of(stats.snapshot());
                 (s["checkpoint"] == json!(last)).then_some(s)
             }
         })

@@ -444,3 +444,8 @@ pub async fn wait_primed(daemon: &sgcache::Daemon, within: Duration) -> Value {
     })
     .await
 }
+
+/// A typed `/status` section as the JSON `/status` serves.
+pub fn json_of(section: impl serde::Serialize) -> Value {
+    serde_json::to_value(section).expect("a status section serialises")
+}
