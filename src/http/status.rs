@@ -283,3 +283,149 @@ impl StatusSources {
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value as Json;
+
+    /// Every `a.b.c` key path of the document (maps that are empty have none).
+    fn paths(v: &Json, prefix: &str, out: &mut Vec<String>) {
+        if let Json::Object(map) = v {
+            for (k, v) in map {
+                let path = format!("{prefix}{k}");
+                paths(v, &format!("{path}."), out);
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_keeps_the_documented_shape() {
+        let doc = serde_json::to_value(StatusDocument::default()).expect("serialises");
+        let mut got = Vec::new();
+        paths(&doc, "", &mut got);
+        let actor = [
+            "handled",
+            "errors",
+            "skipped_ticks",
+            "last_activity_at",
+            "last_error",
+        ];
+        let mut want: Vec<String> = [
+            "service",
+            "version",
+            "started_at",
+            "uptime_seconds",
+            "database",
+            "database.backend",
+            "database.url",
+            "upstream",
+            "upstream.url",
+            "upstream.reachable",
+            "requests",
+            "requests.total",
+            "requests.served_locally",
+            "requests.passed_through",
+            "requests.faults",
+            "requests.by_method",
+            "requests.pass_through_reasons",
+            "requests.in_flight",
+            "requests.served_locally_by_method",
+            "latency",
+            "cache",
+            "cache.measured_at",
+            "cache.database_bytes",
+            "cache.error",
+            "cache.types",
+            "schema",
+            "schema.loaded",
+            "schema.cached_types",
+            "schema.complete_types",
+            "schema.priming",
+            "schema.types",
+            "actors",
+            "actors.request_handler",
+            "actors.request_handler.handled",
+            "actors.request_handler.errors",
+            "actors.request_handler.in_flight",
+            "actors.request_handler.write_backs_sent",
+            "actors.request_handler.last_activity_at",
+            "actors.db_writer",
+            "actors.db_writer.mailbox_depth",
+            "actors.db_writer.messages",
+            "actors.db_writer.transactions",
+            "actors.db_writer.rows_written",
+            "actors.db_writer.errors",
+            "actors.db_writer.retries",
+            "actors.db_writer.last_commit_at",
+            "actors.db_writer.last_error",
+            "actors.schema_loader.loaded",
+            "actors.scanner.running",
+            "actors.scanner.full_scans",
+            "actors.scanner.incremental_scans",
+            "actors.scanner.reconciliations",
+            "actors.scanner.reconciled_rows",
+            "actors.scanner.entities_written",
+            "actors.scanner.retries",
+            "actors.scanner.next_run_at",
+            "actors.scanner.current",
+            "actors.scanner.types",
+            "actors.scanner.last_run",
+            "actors.event_poller.checkpoint",
+            "actors.event_poller.newest_event_seen",
+            "actors.event_poller.lag_seconds",
+            "actors.event_poller.applied",
+            "actors.event_poller.ignored",
+            "actors.event_poller.failed",
+            "actors.event_poller.open_gaps",
+            "actors.event_poller.missing_declared",
+            "actors.event_poller.polls",
+            "actors.event_poller.pages",
+            "actors.write_back.writes",
+            "actors.write_back.passed_through_reads",
+            "actors.write_back.rows_refreshed",
+            "actors.write_back.wait_exceeded",
+            "actors.verifier.enabled",
+            "actors.verifier.mode",
+            "actors.verifier.offered",
+            "actors.verifier.queued",
+            "actors.verifier.dropped",
+            "actors.verifier.verified",
+            "actors.verifier.matched",
+            "actors.verifier.changed_since",
+            "actors.verifier.mismatched",
+            "actors.verifier.healed",
+            "actors.verifier.quarantined",
+            "actors.verifier.backoffs",
+            "actors.verifier.by_type",
+            "actors.verifier.recent_mismatches",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for section in ["read", "all"] {
+            want.push(format!("latency.{section}"));
+            for served in ["local", "pass_through"] {
+                want.push(format!("latency.{section}.{served}"));
+                for k in ["count", "mean_ms", "p50_ms", "p95_ms", "p99_ms"] {
+                    want.push(format!("latency.{section}.{served}.{k}"));
+                }
+            }
+        }
+        for a in [
+            "schema_loader",
+            "scanner",
+            "event_poller",
+            "write_back",
+            "site_info",
+            "verifier",
+        ] {
+            want.push(format!("actors.{a}"));
+            want.extend(actor.iter().map(|k| format!("actors.{a}.{k}")));
+        }
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+    }
+}
