@@ -1,6 +1,9 @@
 //! Shared helpers of the benchmark binaries (not a bench itself).
 #![allow(dead_code)]
 
+pub mod floor;
+pub mod wrk;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 

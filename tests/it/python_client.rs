@@ -13,37 +13,13 @@ use sgcache::Daemon;
 
 use crate::support::{MockSite, TestDb, listener, test_config, wait_primed};
 
-const CLIENT_VERSION: &str = "shotgun_api3==3.10.3";
+#[path = "../python/venv.rs"]
+mod venv;
+
+use venv::CLIENT_VERSION;
 
 fn venv_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv");
-    let python = root.join("bin/python");
-    let works = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import shotgun_api3"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if python.exists() && works(&python) {
-        return Some(python);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&root)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                CLIENT_VERSION,
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    if made && works(&python) {
+    if let Some(python) = venv::venv_python() {
         return Some(python);
     }
     assert!(

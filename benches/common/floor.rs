@@ -1,0 +1,313 @@
+//! Hand-written floors for the reads bench: the best SQL for the same answer on the raw driver
+//! (sqlx directly, its prepared-statement cache on, rows decoded by column index and borrowed),
+//! serialised straight to JSON bytes. Nothing of sgcache's query compiler is used here.
+//!
+//! * find by id: the row by primary key.
+//! * a page of Tasks: one SELECT with LEFT JOINs for the link names (a link whose target is
+//!   retired reads as `null`), and ONE batched query for the page's multi-entity rows
+//!   (`json_each(?)` on SQLite, `= ANY($1)` on PostgreSQL), merged by id; `has_next_page`
+//!   from `limit + 1` rows, no count (the client's paging loop asks without counts).
+use sea_orm::sqlx::{
+    self, ColumnIndex, Decode, PgPool, Row, SqlitePool, Type, postgres::PgPoolOptions,
+    sqlite::SqlitePoolOptions,
+};
+use serde::Serialize;
+
+/// A pool of the raw driver on the bench database.
+pub enum FloorDb {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Serialize)]
+struct Link<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    id: i64,
+    name: Option<&'a str>,
+}
+
+const SHOT_BY_ID_SQLITE: &str =
+    r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = ? AND "_active""#;
+const SHOT_BY_ID_PG: &str =
+    r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = $1 AND "_active""#;
+
+/// Entity link columns: `(type, id of an active target, its name)`.
+macro_rules! task_page {
+    () => {
+        r#"SELECT t."id", t."content", t."sg_status_list",
+  t."entity__type", COALESCE(e1."id", e2."id", e3."id", e4."id"), COALESCE(e1."code", e2."code", e3."code", e4."name"),
+  t."project__type", p."id", p."name",
+  t."step__type", s."id", s."code",
+  t."start_date", t."due_date", t."duration", t."updated_at"
+FROM "task" t
+LEFT JOIN "shot" e1 ON t."entity__type" = 'Shot' AND e1."id" = t."entity__id" AND e1."_active"
+LEFT JOIN "asset" e2 ON t."entity__type" = 'Asset' AND e2."id" = t."entity__id" AND e2."_active"
+LEFT JOIN "sequence" e3 ON t."entity__type" = 'Sequence' AND e3."id" = t."entity__id" AND e3."_active"
+LEFT JOIN "project" e4 ON t."entity__type" = 'Project' AND e4."id" = t."entity__id" AND e4."_active"
+LEFT JOIN "project" p ON t."project__type" = 'Project' AND p."id" = t."project__id" AND p."_active"
+LEFT JOIN "step" s ON t."step__type" = 'Step' AND s."id" = t."step__id" AND s."_active"
+WHERE t."_active"
+ORDER BY t."id" LIMIT "#
+    };
+}
+
+const ASSIGNEES_SQLITE: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
+FROM "task_task_assignees" m
+JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
+WHERE m."parent_id" IN (SELECT value FROM json_each(?))
+ORDER BY m."parent_id", m."position""#;
+const ASSIGNEES_PG: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
+FROM "task_task_assignees" m
+JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
+WHERE m."parent_id" = ANY($1)
+ORDER BY m."parent_id", m."position""#;
+
+fn link<'r, R: Row>(row: &'r R, i: usize) -> Option<Link<'r>>
+where
+    usize: ColumnIndex<R>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let ty: Option<&str> = row.get(i);
+    let id: Option<i64> = row.get(i + 1);
+    Some(Link {
+        ty: ty?,
+        id: id?,
+        name: row.get(i + 2),
+    })
+}
+
+/// `{"results": {"entities": [...], "paging_info": {...}}}` for a page of Tasks.
+fn encode_tasks<'r, R: Row>(
+    rows: &'r [R],
+    multi: &'r [R],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error>
+where
+    usize: ColumnIndex<R>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut entities = Vec::with_capacity(rows.len().min(limit));
+    let mut m = 0;
+    for row in rows.iter().take(limit) {
+        let id: i64 = row.get(0);
+        let mut assignees = Vec::new();
+        while m < multi.len() && multi[m].get::<i64, _>(0) < id {
+            m += 1;
+        }
+        while m < multi.len() && multi[m].get::<i64, _>(0) == id {
+            let r = &multi[m];
+            assignees.push(Link {
+                ty: r.get(1),
+                id: r.get(2),
+                name: r.get(3),
+            });
+            m += 1;
+        }
+        entities.push(TaskOut {
+            ty: "Task",
+            id,
+            content: row.get(1),
+            sg_status_list: row.get(2),
+            entity: link(row, 3),
+            project: link(row, 6),
+            step: link(row, 9),
+            task_assignees: assignees,
+            start_date: row.get(12),
+            due_date: row.get(13),
+            duration: row.get(14),
+            updated_at: row.get(15),
+        });
+    }
+    let results = Results {
+        entities,
+        paging_info: Paging {
+            entity_count: None,
+            has_next_page: rows.len() > limit,
+        },
+    };
+    serde_json::to_writer(out, &Envelope { results })
+}
+
+#[derive(Serialize)]
+struct TaskOut<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: i64,
+    content: Option<&'a str>,
+    sg_status_list: Option<&'a str>,
+    entity: Option<Link<'a>>,
+    project: Option<Link<'a>>,
+    step: Option<Link<'a>>,
+    task_assignees: Vec<Link<'a>>,
+    start_date: Option<&'a str>,
+    due_date: Option<&'a str>,
+    duration: Option<i64>,
+    updated_at: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ShotOut<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: i64,
+    code: Option<&'a str>,
+    sg_status_list: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Paging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_count: Option<i64>,
+    has_next_page: bool,
+}
+
+#[derive(Serialize)]
+struct Envelope<T> {
+    results: T,
+}
+
+#[derive(Serialize)]
+struct Results<T> {
+    entities: Vec<T>,
+    paging_info: Paging,
+}
+
+fn encode_shot<'r, R: Row>(row: Option<&'r R>, out: &mut Vec<u8>) -> Result<(), serde_json::Error>
+where
+    usize: ColumnIndex<R>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let entities: Vec<ShotOut<'_>> = row
+        .map(|r| ShotOut {
+            ty: "Shot",
+            id: r.get(0),
+            code: r.get(1),
+            sg_status_list: r.get(2),
+        })
+        .into_iter()
+        .collect();
+    let n = entities.len() as i64;
+    let results = Results {
+        entities,
+        paging_info: Paging {
+            entity_count: Some(n),
+            has_next_page: false,
+        },
+    };
+    serde_json::to_writer(out, &Envelope { results })
+}
+
+impl FloorDb {
+    /// A pool of `max` connections on the bench database `url` (the daemon's URL form).
+    pub async fn connect(url: &str, max: u32) -> FloorDb {
+        if url.starts_with("sqlite:") {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .connect(url)
+                .await
+                .expect("floor: open SQLite");
+            FloorDb::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(max)
+                .connect(url)
+                .await
+                .expect("floor: connect PostgreSQL");
+            FloorDb::Postgres(pool)
+        }
+    }
+
+    /// The find-by-id answer for Shot `id` (`code`, `sg_status_list`), as JSON bytes.
+    pub async fn shot_by_id(&self, id: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        match self {
+            FloorDb::Sqlite(p) => {
+                let row = sqlx::query(SHOT_BY_ID_SQLITE)
+                    .bind(id)
+                    .fetch_optional(p)
+                    .await
+                    .expect("floor query");
+                encode_shot(row.as_ref(), &mut out)
+            }
+            FloorDb::Postgres(p) => {
+                let row = sqlx::query(SHOT_BY_ID_PG)
+                    .bind(id)
+                    .fetch_optional(p)
+                    .await
+                    .expect("floor query");
+                encode_shot(row.as_ref(), &mut out)
+            }
+        }
+        .expect("encode");
+        out
+    }
+
+    /// Page `page` (1-based) of `per_page` active Tasks by id with the bench's 10 fields, as
+    /// JSON bytes.
+    pub async fn task_page(&self, page: u32, per_page: u32) -> Vec<u8> {
+        let limit = per_page as usize;
+        let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
+        let mut out = Vec::with_capacity(limit * 512);
+        match self {
+            FloorDb::Sqlite(p) => {
+                let rows = sqlx::query(concat!(task_page!(), "? OFFSET ?"))
+                    .bind(limit as i64 + 1)
+                    .bind(offset)
+                    .fetch_all(p)
+                    .await
+                    .expect("floor page");
+                let ids = ids_json(rows.iter().take(limit).map(|r| r.get::<i64, _>(0)));
+                let multi = sqlx::query(ASSIGNEES_SQLITE)
+                    .bind(ids)
+                    .fetch_all(p)
+                    .await
+                    .expect("floor multi");
+                encode_tasks(&rows, &multi, limit, &mut out)
+            }
+            FloorDb::Postgres(p) => {
+                let rows = sqlx::query(concat!(task_page!(), "$1 OFFSET $2"))
+                    .bind(limit as i64 + 1)
+                    .bind(offset)
+                    .fetch_all(p)
+                    .await
+                    .expect("floor page");
+                let ids: Vec<i64> = rows.iter().take(limit).map(|r| r.get(0)).collect();
+                let multi = sqlx::query(ASSIGNEES_PG)
+                    .bind(ids)
+                    .fetch_all(p)
+                    .await
+                    .expect("floor multi");
+                encode_tasks(&rows, &multi, limit, &mut out)
+            }
+        }
+        .expect("encode");
+        out
+    }
+
+    pub async fn close(self) {
+        match self {
+            FloorDb::Sqlite(p) => p.close().await,
+            FloorDb::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// `[1,2,3]`.
+fn ids_json(ids: impl Iterator<Item = i64>) -> String {
+    let mut s = String::from("[");
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
+}
