@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
 
 use crate::api3::method::ApiMethod;
 use crate::db::Pools;
-use crate::schema::{Backend, CachedSchema};
+use crate::schema::CachedSchema;
 
 /// Upper bounds (seconds) of the latency buckets; an implicit `+Inf` bucket follows.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -337,42 +336,20 @@ impl Drop for MeasuringGuard {
 }
 
 async fn measure(pools: &Pools, schema: &CachedSchema) -> SizeSnapshot {
-    let db = &pools.reader;
-    let backend = db.get_database_backend();
+    use crate::db::reader::sizes;
     let mut types = BTreeMap::new();
     let mut error = None;
     for (name, entity) in &schema.types {
-        let sql = format!(
-            "SELECT COALESCE(SUM(CASE WHEN _active THEN 1 ELSE 0 END), 0) AS active, \
-             COUNT(*) AS total FROM \"{}\"",
-            entity.table.replace('"', "\"\"")
-        );
-        match db.query_one_raw(Statement::from_string(backend, sql)).await {
-            Ok(Some(row)) => {
-                let active = row.try_get::<i64>("", "active").unwrap_or(0).max(0) as u64;
-                let total = row.try_get::<i64>("", "total").unwrap_or(0).max(0) as u64;
-                types.insert(
-                    name.clone(),
-                    TypeRows {
-                        active,
-                        retired: total.saturating_sub(active),
-                    },
-                );
+        match sizes::table_rows(pools, &entity.table).await {
+            Ok((active, total)) => {
+                let retired = total.saturating_sub(active);
+                types.insert(name.clone(), TypeRows { active, retired });
             }
-            Ok(None) => {}
             Err(e) => error = Some(format!("counting {name}: {e}")),
         }
     }
-    let sql = match pools.backend {
-        Backend::Sqlite => {
-            "SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()"
-        }
-        Backend::Postgres => "SELECT pg_database_size(current_database()) AS bytes",
-    };
-    let database_bytes = match db.query_one_raw(Statement::from_string(backend, sql)).await {
-        Ok(row) => row
-            .and_then(|r| r.try_get::<i64>("", "bytes").ok())
-            .map(|b| b.max(0) as u64),
+    let database_bytes = match sizes::database_bytes(pools).await {
+        Ok(bytes) => bytes,
         Err(e) => {
             error.get_or_insert_with(|| format!("database size: {e}"));
             None

@@ -40,22 +40,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value as Json, json};
 use tracing::{info, warn};
 
 use super::ActorStats;
 use crate::config::{Config, ScannerConfig};
 use crate::db::entities::entity_state;
-use crate::db::writer::{
-    Apply, ApplyOutcome, DbWriterHandle, EntityStatePatch, UpsertMode, WriteOp,
-};
+use crate::db::writer::{Apply, ApplyOutcome, DbWriterHandle, EntityStatePatch, WriteOp};
 use crate::db::{Pools, StoreError, registry};
 use crate::schema::CachedEntity;
 use crate::state::CacheState;
 use crate::time;
-use crate::upstream::fetch::{and_filter, entities_of, fetch_by_ids, read_args};
+use crate::upstream::fetch::{self, Condition, ReadArgs, entities_of};
+use crate::upstream::refresh::{self, Gone, refresh};
 use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,21 +95,8 @@ impl ScanError {
     }
 }
 
-/// `return_only` of one pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    Active,
-    Retired,
-}
-
-impl Pass {
-    pub fn name(self) -> &'static str {
-        match self {
-            Pass::Active => "active",
-            Pass::Retired => "retired",
-        }
-    }
-}
+/// `return_only` of one pass (`active`, then `retired`).
+pub use crate::upstream::fetch::ReturnOnly as Pass;
 
 /// `full_scan_cursor` → (pass, last id written). See the module docs.
 pub fn decode_cursor(cursor: Option<i64>) -> (Pass, i64) {
@@ -196,12 +181,8 @@ pub trait ScanObserver {
 pub struct NoObserver;
 impl ScanObserver for NoObserver {}
 
-fn condition(path: &str, relation: &str, values: Json) -> Json {
-    json!({"path": path, "relation": relation, "values": values})
-}
-
 /// `project in [...]` for types that have a `project` field, when projects are restricted.
-pub fn project_condition(entity: &CachedEntity, projects: &[i64]) -> Option<Json> {
+pub fn project_condition(entity: &CachedEntity, projects: &[i64]) -> Option<Condition> {
     if projects.is_empty() || !entity.fields.contains_key("project") {
         return None;
     }
@@ -209,7 +190,7 @@ pub fn project_condition(entity: &CachedEntity, projects: &[i64]) -> Option<Json
         .iter()
         .map(|id| json!({"type": "Project", "id": id}))
         .collect();
-    Some(condition("project", "in", Json::Array(links)))
+    Some(Condition::new("project", "in", Json::Array(links)))
 }
 
 /// The `read` arguments of one page: `id > after_id` and `extra` conditions, sorted by id.
@@ -217,20 +198,16 @@ pub fn page_request(
     entity: &CachedEntity,
     pass: Pass,
     after_id: i64,
-    extra: &[Json],
+    extra: &[Condition],
     page_size: u32,
 ) -> Json {
-    let mut conditions = vec![condition("id", "greater_than", json!([after_id]))];
-    conditions.extend(extra.iter().cloned());
-    let mut args = read_args(
-        entity,
-        and_filter(conditions),
-        pass == Pass::Retired,
-        page_size,
-        1,
-    );
-    args["return_paging_info"] = json!(true);
-    args
+    ReadArgs::whole(entity)
+        .filter("id", "greater_than", json!([after_id]))
+        .conditions(extra)
+        .return_only(pass)
+        .page(page_size, 1)
+        .paging_info(true)
+        .build()
 }
 
 /// A page's write through the DbWriter, running while the next page is fetched.
@@ -303,13 +280,7 @@ async fn read_page(
 }
 
 fn upsert(entity: &CachedEntity, records: Vec<Map<String, Json>>, pass: Pass) -> WriteOp {
-    WriteOp::Upsert {
-        entity_type: entity.name.clone(),
-        records,
-        mode: UpsertMode::Full,
-        active: Some(pass == Pass::Active),
-        event_id: None,
-    }
+    refresh::upsert(&entity.name, records, pass == Pass::Active, None)
 }
 
 /// The guard that makes a page's Apply fail if the type's schema changed since it was read.
@@ -346,7 +317,7 @@ pub async fn scan_type_full(
         .filter(|_| state.full_scan_cursor.is_some())
         .unwrap_or_else(time::now);
     let (mut pass, mut last_id) = decode_cursor(state.full_scan_cursor);
-    let extra: Vec<Json> = project_condition(entity, &opts.projects)
+    let extra: Vec<Condition> = project_condition(entity, &opts.projects)
         .into_iter()
         .collect();
     let mut progress = ScanProgress {
@@ -475,7 +446,7 @@ pub async fn scan_type_incremental(
         .and_then(time::parse)
         .map(|c| c - leeway)
         .unwrap_or(start - since);
-    let mut extra = vec![condition(
+    let mut extra = vec![Condition::new(
         "updated_at",
         "greater_than",
         json!([time::format(after)]),
@@ -566,24 +537,17 @@ pub async fn reconcile_type(
     entity: &CachedEntity,
     opts: &ScanOptions,
 ) -> Result<u64, ScanError> {
-    let extra: Vec<Json> = project_condition(entity, &opts.projects)
+    let extra: Vec<Condition> = project_condition(entity, &opts.projects)
         .into_iter()
         .collect();
     let mut site_ids = BTreeSet::new();
     let mut last_id = 0;
     loop {
-        let mut conditions = vec![condition("id", "greater_than", json!([last_id]))];
-        conditions.extend(extra.iter().cloned());
-        let args = json!({
-            "type": entity.name,
-            "filters": and_filter(conditions),
-            "return_fields": ["id"],
-            "return_only": "active",
-            "sorts": [{"field_name": "id", "direction": "asc"}],
-            "paging": {"entities_per_page": opts.page_size, "current_page": 1},
-        });
-        let mut reply = upstream.call("read", Some(args)).await?;
-        let records = entities_of(&mut reply)?;
+        let args = ReadArgs::new(&entity.name)
+            .filter("id", "greater_than", json!([last_id]))
+            .conditions(&extra)
+            .page(opts.page_size, 1);
+        let records = fetch::read(upstream, args).await?;
         for id in records
             .iter()
             .filter_map(|r| r.get("id").and_then(Json::as_i64))
@@ -595,46 +559,18 @@ pub async fn reconcile_type(
             break;
         }
     }
-    // In scope here only: its `max`/`min` would shadow `Ord`'s elsewhere in this module.
-    use sea_orm::sea_query::ExprTrait;
-    let select = Query::select()
-        .column(Alias::new("id"))
-        .from(Alias::new(&entity.table))
-        .and_where(Expr::col(Alias::new("_active")).eq(true))
-        .to_owned();
-    let rows = reader.query_all(&select).await.map_err(StoreError::from)?;
-    let stale: Vec<i64> = rows
-        .iter()
-        .filter_map(|r| r.try_get::<i64>("", "id").ok())
+    let stale: BTreeSet<i64> = crate::db::reader::rows::active_ids(reader, entity)
+        .await
+        .map_err(StoreError::from)?
+        .into_iter()
         .filter(|id| !site_ids.contains(id))
         .collect();
     if stale.is_empty() {
         return Ok(0);
     }
-    let fetched = fetch_by_ids(upstream, entity, &stale).await?;
-    let found: BTreeSet<i64> = fetched
-        .iter()
-        .filter_map(|(r, _)| r.get("id").and_then(Json::as_i64))
-        .collect();
-    let mut ops = Vec::new();
-    for pass in [Pass::Active, Pass::Retired] {
-        let records: Vec<Map<String, Json>> = fetched
-            .iter()
-            .filter(|(_, active)| *active == (pass == Pass::Active))
-            .map(|(r, _)| r.clone())
-            .collect();
-        if !records.is_empty() {
-            ops.push(upsert(entity, records, pass));
-        }
-    }
-    for id in stale.iter().filter(|id| !found.contains(id)) {
-        ops.push(WriteOp::SetActive {
-            entity_type: entity.name.clone(),
-            id: *id,
-            active: false,
-            event_id: None,
-        });
-    }
+    let ops = refresh(upstream, entity, &stale)
+        .await?
+        .ops(None, Gone::Retire);
     writer
         .apply(Apply {
             ops,

@@ -45,11 +45,12 @@ use tracing::{info, warn};
 
 use super::ActorStats;
 use crate::config::{Config, ShotgunConfig, VerifyConfig, VerifyMode};
-use crate::db::writer::{Apply, DbWriterHandle, EntityStatePatch, UpsertMode, WriteOp};
-use crate::schema::{CachedEntity, CachedSchema, ColumnLayout, SqlType};
+use crate::db::reader::rows;
+use crate::db::writer::{Apply, DbWriterHandle, EntityStatePatch, WriteOp};
+use crate::schema::{CachedEntity, CachedSchema, ColumnLayout};
 use crate::state::CacheState;
 use crate::time;
-use crate::upstream::fetch::fetch_by_ids;
+use crate::upstream::refresh::{Gone, Refreshed, refresh};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// How many recent mismatches `/status` shows.
@@ -369,19 +370,19 @@ impl Worker {
     async fn fetch(
         &self,
         entity: &CachedEntity,
-        ids: &[i64],
-    ) -> Result<Vec<(Map<String, Json>, bool)>, UpstreamError> {
+        ids: &BTreeSet<i64>,
+    ) -> Result<Refreshed, UpstreamError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Refreshed::from_records(&entity.name, [], Vec::new()));
         }
-        // fetch_by_ids asks once for active rows and once more for the ids not found.
+        // A refresh asks once for active rows and once more for the ids not found.
         for _ in 0..2 {
             let wait = self.throttle.borrow_mut().book();
             if !wait.is_zero() {
                 actix_web::rt::time::sleep(wait).await;
             }
         }
-        fetch_by_ids(&self.upstream, entity, ids).await
+        refresh(&self.upstream, entity, ids).await
     }
 
     async fn verify(&self, job: VerifyJob) -> Result<(), VerifyError> {
@@ -396,16 +397,11 @@ impl Worker {
             - chrono::Duration::from_std(self.config.changed_since_leeway).unwrap_or_default();
         let mut cmp = compare(&job.args, &job.response, &site, &added, threshold);
         // Entities the cache returned but the site did not: ask the site about them.
-        let mut refetched = BTreeMap::new();
-        let unknown: Vec<i64> = cmp.only_local.iter().copied().collect();
+        let unknown = cmp.only_local.clone();
+        let refetched = self.fetch(entity, &unknown).await?;
         if !unknown.is_empty() {
-            for (record, active) in self.fetch(entity, &unknown).await? {
-                if let Some(id) = record.get("id").and_then(Json::as_i64) {
-                    refetched.insert(id, (record, active));
-                }
-            }
             for id in &unknown {
-                match refetched.get(id).map(|(r, _)| is_newer(r, threshold)) {
+                match refetched.get(*id).map(|(r, _)| is_newer(r, threshold)) {
                     Some(true) => {
                         cmp.changed_ids.insert(*id);
                     }
@@ -443,7 +439,7 @@ impl Worker {
         entity: &CachedEntity,
         job: &VerifyJob,
         findings: Vec<Finding>,
-        mut refetched: BTreeMap<i64, (Map<String, Json>, bool)>,
+        mut refetched: Refreshed,
     ) -> Result<(), VerifyError> {
         self.stats.mismatched.fetch_add(1, Ordering::Relaxed);
         let ids: BTreeSet<i64> = findings.iter().filter_map(|f| f.id).collect();
@@ -472,13 +468,12 @@ impl Worker {
                 recent.pop_front();
             }
         }
-        let ids: Vec<i64> = ids.into_iter().collect();
         let log = WriteOp::Verification {
             entity_type: job.entity_type.clone(),
             outcome: "mismatch".to_owned(),
             request: job.args.clone(),
             diff,
-            entity_ids: ids.clone(),
+            entity_ids: ids.iter().copied().collect(),
         };
         self.writer
             .apply(Apply {
@@ -487,44 +482,15 @@ impl Worker {
             })
             .await?;
 
-        // Heal: the entities involved, re-read whole from the site.
-        let missing: Vec<i64> = ids
+        // Heal: the entities involved, re-read whole from the site; rows the site does not
+        // have at all any more are retired.
+        let missing: BTreeSet<i64> = ids
             .iter()
             .copied()
-            .filter(|id| !refetched.contains_key(id))
+            .filter(|id| !refetched.found.contains_key(id))
             .collect();
-        for (record, active) in self.fetch(entity, &missing).await? {
-            if let Some(id) = record.get("id").and_then(Json::as_i64) {
-                refetched.insert(id, (record, active));
-            }
-        }
-        let mut ops = Vec::new();
-        for active in [true, false] {
-            let records: Vec<Map<String, Json>> = ids
-                .iter()
-                .filter_map(|id| refetched.get(id))
-                .filter(|(_, a)| *a == active)
-                .map(|(r, _)| r.clone())
-                .collect();
-            if !records.is_empty() {
-                ops.push(WriteOp::Upsert {
-                    entity_type: job.entity_type.clone(),
-                    records,
-                    mode: UpsertMode::Full,
-                    active: Some(active),
-                    event_id: None,
-                });
-            }
-        }
-        // Rows the site does not have at all any more.
-        for id in ids.iter().filter(|id| !refetched.contains_key(id)) {
-            ops.push(WriteOp::SetActive {
-                entity_type: job.entity_type.clone(),
-                id: *id,
-                active: false,
-                event_id: None,
-            });
-        }
+        refetched.merge(self.fetch(entity, &missing).await?);
+        let ops = refetched.only(&ids).ops(None, Gone::Retire);
         if !ops.is_empty() {
             let outcome = self
                 .writer
@@ -911,99 +877,11 @@ pub struct SampleReport {
     pub ids: Vec<i64>,
 }
 
-fn decode_column(
-    row: &sea_orm::QueryResult,
-    column: &str,
-    sql: SqlType,
-) -> Result<Json, sea_orm::DbErr> {
-    Ok(match sql {
-        SqlType::Text => row.try_get::<Option<String>>("", column)?.map(Json::from),
-        SqlType::BigInt => row.try_get::<Option<i64>>("", column)?.map(Json::from),
-        SqlType::Double => row.try_get::<Option<f64>>("", column)?.map(Json::from),
-        SqlType::Boolean => row.try_get::<Option<bool>>("", column)?.map(Json::from),
-    }
-    .unwrap_or(Json::Null))
-}
-
 fn link_key(v: &Json) -> Json {
     match v {
         Json::Object(m) => json!({"type": m.get("type"), "id": m.get("id")}),
         _ => Json::Null,
     }
-}
-
-/// The cached rows `ids` of `entity`: `_active` and every cached field (links as `{type, id}`).
-async fn cached_rows(
-    db: &sea_orm::DatabaseConnection,
-    entity: &CachedEntity,
-    ids: &[i64],
-) -> anyhow::Result<BTreeMap<i64, BTreeMap<String, Json>>> {
-    use sea_orm::ConnectionTrait;
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-    let mut out = BTreeMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let select = Query::select()
-        .column(sea_orm::sea_query::Asterisk)
-        .from(Alias::new(&entity.table))
-        .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()))
-        .to_owned();
-    for row in db.query_all(&select).await? {
-        let id: i64 = row.try_get("", "id")?;
-        let mut fields = BTreeMap::new();
-        fields.insert(
-            "_active".to_owned(),
-            Json::from(row.try_get::<bool>("", "_active")?),
-        );
-        for field in entity.fields.values() {
-            let value = match &field.layout {
-                ColumnLayout::Scalar { column, sql, .. } => decode_column(&row, column, *sql)?,
-                ColumnLayout::Entity {
-                    type_column,
-                    id_column,
-                } => {
-                    let t = decode_column(&row, type_column, SqlType::Text)?;
-                    let i = decode_column(&row, id_column, SqlType::BigInt)?;
-                    if Json::is_null(&t) {
-                        Json::Null
-                    } else {
-                        json!({"type": t, "id": i})
-                    }
-                }
-                ColumnLayout::MultiEntity { .. } => Json::Array(Vec::new()),
-            };
-            fields.insert(field.name.clone(), value);
-        }
-        out.insert(id, fields);
-    }
-    for field in entity.fields.values() {
-        let ColumnLayout::MultiEntity { table } = &field.layout else {
-            continue;
-        };
-        let select = Query::select()
-            .columns([
-                Alias::new("parent_id"),
-                Alias::new("child_type"),
-                Alias::new("child_id"),
-            ])
-            .from(Alias::new(table))
-            .and_where(Expr::col(Alias::new("parent_id")).is_in(ids.iter().copied()))
-            .order_by(Alias::new("parent_id"), sea_orm::sea_query::Order::Asc)
-            .order_by(Alias::new("position"), sea_orm::sea_query::Order::Asc)
-            .to_owned();
-        for link in db.query_all(&select).await? {
-            let parent: i64 = link.try_get("", "parent_id")?;
-            let t: String = link.try_get("", "child_type")?;
-            let i: i64 = link.try_get("", "child_id")?;
-            if let Some(Json::Array(list)) =
-                out.get_mut(&parent).and_then(|r| r.get_mut(&field.name))
-            {
-                list.push(json!({"type": t, "id": i}));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Compares `sample` random cached rows of each type with the site.
@@ -1013,29 +891,11 @@ pub async fn verify_sample(
     schema: &CachedSchema,
     sample: u64,
 ) -> anyhow::Result<Vec<SampleReport>> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let backend = db.get_database_backend();
     let mut reports = Vec::new();
     for entity in schema.types.values() {
-        let sql = format!(
-            "SELECT id FROM \"{}\" ORDER BY RANDOM() LIMIT {}",
-            entity.table,
-            sample.max(1)
-        );
-        let mut ids = Vec::new();
-        for row in db
-            .query_all_raw(Statement::from_string(backend, sql))
-            .await?
-        {
-            ids.push(row.try_get::<i64>("", "id")?);
-        }
-        ids.sort_unstable();
-        let cached = cached_rows(db, entity, &ids).await?;
-        let site: BTreeMap<i64, (Map<String, Json>, bool)> = fetch_by_ids(upstream, entity, &ids)
-            .await?
-            .into_iter()
-            .filter_map(|(r, a)| Some((r.get("id")?.as_i64()?, (r, a))))
-            .collect();
+        let ids = rows::random_ids(db, entity, sample).await?;
+        let cached = rows::cached_rows(db, entity, &ids).await?;
+        let site = refresh(upstream, entity, &ids.iter().copied().collect()).await?;
         let mut report = SampleReport {
             entity_type: entity.name.clone(),
             ..Default::default()
@@ -1043,10 +903,10 @@ pub async fn verify_sample(
         for (id, row) in &cached {
             report.checked += 1;
             let mut bad: Vec<String> = Vec::new();
-            match site.get(id) {
+            match site.get(*id) {
                 None => bad.push("(missing)".to_owned()),
                 Some((record, active)) => {
-                    if row.get("_active") != Some(&Json::from(*active)) {
+                    if row.get("_active") != Some(&Json::from(active)) {
                         bad.push("_active".to_owned());
                     }
                     for field in entity.fields.values() {

@@ -17,18 +17,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value as Json, json};
 use tracing::warn;
 
 use super::ActorStats;
 use crate::config::Config;
 use crate::db::StoreError;
+use crate::db::reader::rows::stored_links;
 use crate::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
-use crate::schema::{CachedEntity, CachedSchema, ColumnLayout, values};
+use crate::schema::{CachedSchema, values};
 use crate::state::CacheState;
-use crate::upstream::fetch::{and_filter, entities_of, fetch_by_ids, read_args};
+use crate::upstream::fetch::{self, ReadArgs, entities_of};
+use crate::upstream::refresh::{Gone, refresh, upsert};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
@@ -158,47 +159,6 @@ impl Touched {
     }
 }
 
-/// The current links of `id`'s link fields `fields`, from the cache.
-async fn stored_links(
-    db: &DatabaseConnection,
-    entity: &CachedEntity,
-    id: i64,
-    fields: &[String],
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut links = Vec::new();
-    for name in fields {
-        let Some(field) = entity.fields.get(name) else {
-            continue;
-        };
-        let select = match &field.layout {
-            ColumnLayout::Entity {
-                type_column,
-                id_column,
-            } => Query::select()
-                .expr_as(Expr::col(Alias::new(type_column)), Alias::new("t"))
-                .expr_as(Expr::col(Alias::new(id_column)), Alias::new("i"))
-                .from(Alias::new(&entity.table))
-                .and_where(Expr::col(Alias::new("id")).eq(id))
-                .to_owned(),
-            ColumnLayout::MultiEntity { table } => Query::select()
-                .expr_as(Expr::col(Alias::new("child_type")), Alias::new("t"))
-                .expr_as(Expr::col(Alias::new("child_id")), Alias::new("i"))
-                .from(Alias::new(table))
-                .and_where(Expr::col(Alias::new("parent_id")).eq(id))
-                .to_owned(),
-            ColumnLayout::Scalar { .. } => continue,
-        };
-        for row in db.query_all(&select).await? {
-            let t: Option<String> = row.try_get("", "t")?;
-            let i: Option<i64> = row.try_get("", "i")?;
-            if let (Some(t), Some(i)) = (t, i) {
-                links.push((t, i));
-            }
-        }
-    }
-    Ok(links)
-}
-
 /// Works out what one write item (`create`, `update`, `delete`, `revive`) touched.
 async fn touched_by_item(
     db: &DatabaseConnection,
@@ -283,27 +243,24 @@ impl WriteBack {
             let Some(entity) = schema.types.get(entity_type) else {
                 continue;
             };
-            let ids: Vec<i64> = ids.iter().copied().collect();
-            let fetched = fetch_by_ids(upstream, entity, &ids).await?;
-            rows += fetched.len() as u64;
-            push_upserts(&mut ops, entity_type, fetched);
+            let refreshed = refresh(upstream, entity, ids).await?;
+            rows += refreshed.found.len() as u64;
+            ops.extend(refreshed.ops(None, Gone::Keep));
         }
         for (child_type, field, parent_type, parent_id) in &touched.children {
             let Some(entity) = schema.types.get(child_type) else {
                 continue;
             };
-            let filter = and_filter(vec![json!({"path": field, "relation": "is",
-                                                "values": [{"type": parent_type, "id": parent_id}]})]);
-            let mut results = upstream
-                .call("read", Some(read_args(entity, filter, false, 500, 1)))
-                .await?;
-            let records = entities_of(&mut results)?;
+            let parent = json!([{"type": parent_type, "id": parent_id}]);
+            let records = fetch::read(
+                upstream,
+                ReadArgs::whole(entity).filter(field, "is", parent),
+            )
+            .await?;
             rows += records.len() as u64;
-            push_upserts(
-                &mut ops,
-                child_type,
-                records.into_iter().map(|r| (r, true)).collect(),
-            );
+            if !records.is_empty() {
+                ops.push(upsert(child_type, records, true, None));
+            }
         }
         for (entity_type, id) in touched.retire {
             ops.push(WriteOp::SetActive {
@@ -323,29 +280,6 @@ impl WriteBack {
                 .await?;
         }
         Ok(rows)
-    }
-}
-
-fn push_upserts(
-    ops: &mut Vec<WriteOp>,
-    entity_type: &str,
-    fetched: Vec<(Map<String, Json>, bool)>,
-) {
-    for active in [true, false] {
-        let records: Vec<_> = fetched
-            .iter()
-            .filter(|(_, a)| *a == active)
-            .map(|(r, _)| r.clone())
-            .collect();
-        if !records.is_empty() {
-            ops.push(WriteOp::Upsert {
-                entity_type: entity_type.to_owned(),
-                records,
-                mode: UpsertMode::Full,
-                active: Some(active),
-                event_id: None,
-            });
-        }
     }
 }
 
@@ -444,12 +378,11 @@ impl Handler<AfterRead> for WriteBack {
                 .await?;
             let mut rows = outcome.rows_written;
             // Rows the cache does not have: read them whole.
-            let missing: Vec<i64> = outcome.missing.iter().map(|(_, id)| *id).collect();
+            let missing: BTreeSet<i64> = outcome.missing.iter().map(|(_, id)| *id).collect();
             if !missing.is_empty() {
-                let fetched = fetch_by_ids(&upstream, entity, &missing).await?;
-                rows += fetched.len() as u64;
-                let mut ops = Vec::new();
-                push_upserts(&mut ops, &msg.entity_type, fetched);
+                let refreshed = refresh(&upstream, entity, &missing).await?;
+                rows += refreshed.found.len() as u64;
+                let ops = refreshed.ops(None, Gone::Keep);
                 writer
                     .apply(Apply {
                         ops,

@@ -9,6 +9,7 @@
 //! retried: asking again would give the same answer.
 pub mod fetch;
 pub mod passthrough;
+pub mod refresh;
 
 use std::time::Duration;
 

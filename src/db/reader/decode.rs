@@ -5,7 +5,10 @@ use serde_json::{Map, Value as Json, json};
 use crate::query::select::{Decode, ID, OutField};
 use crate::schema::FieldKind;
 
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<Option<T>, DbErr> {
+pub(super) fn get<T: sea_orm::TryGetable>(
+    row: &QueryResult,
+    column: &str,
+) -> Result<Option<T>, DbErr> {
     row.try_get::<Option<T>>("", column)
         .map_err(|e| DbErr::Custom(format!("column {column}: {e}")))
 }
@@ -34,7 +37,8 @@ fn get_json(row: &QueryResult, column: &str) -> Result<Json, DbErr> {
     }
 }
 
-fn scalar(row: &QueryResult, kind: FieldKind, column: &str) -> Result<Json, DbErr> {
+/// One scalar column of kind `kind` (the single place that decodes a column by field kind).
+pub(super) fn scalar(row: &QueryResult, kind: FieldKind, column: &str) -> Result<Json, DbErr> {
     Ok(match kind {
         FieldKind::Number | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode => {
             get::<i64>(row, column)?.map_or(Json::Null, Json::from)

@@ -1,8 +1,12 @@
 //! Reads in the database: everything that runs SELECTs on the reader pool and decodes rows.
 //!
-//! [`page::execute`] runs a read compiled by [`crate::query`]; [`decode`] turns result rows
-//! back into the site's JSON by field kind, so both backends give identical output.
+//! [`page::execute`] runs a read compiled by [`crate::query`]; [`rows`] holds the other row
+//! reads (stored links, active ids, whole rows for the verifier); [`sizes`] counts rows and
+//! bytes. [`decode`] is the one decoder: columns back to the site's JSON by field kind, so
+//! both backends give identical output.
 pub mod decode;
 pub mod page;
+pub mod rows;
+pub mod sizes;
 
 pub use page::execute;
