@@ -71,4 +71,3 @@ pub struct EventPollerSnapshot {
     pub polls: u64,
     pub pages: u64,
 }
-
