@@ -8,9 +8,9 @@ local bodies = {
   '{"method_name": "read", "params": [' .. auth .. ', {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [{"path": "code", "relation": "starts_with", "values": ["sh0"]}]}, "return_fields": ["code", "project", "description", "updated_at"], ' .. page .. '}]}',
   -- a deep filter (local)
   '{"method_name": "read", "params": [' .. auth .. ', {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [{"path": "project.Project.name", "relation": "is", "values": ["Mock Project"]}, {"path": "id", "relation": "less_than", "values": [%d]}]}, "return_fields": ["code"], ' .. page .. '}]}',
-  -- pass-through: an uncached type and a schema call
+  -- pass-through: an uncached type and a schema call with a project
   '{"method_name": "read", "params": [' .. auth .. ', {"type": "Version", "filters": {"logical_operator": "and", "conditions": []}, "return_fields": ["code"], ' .. page .. '}]}',
-  '{"method_name": "schema_field_read", "params": [' .. auth .. ', {"type": "Shot", "field_name": "code"}]}',
+  '{"method_name": "schema_field_read", "params": [' .. auth .. ', {"type": "Shot", "field_name": "code", "project": {"type": "Project", "id": 1}}]}',
 }
 local n = 0
 request = function()

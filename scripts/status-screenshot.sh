@@ -83,6 +83,7 @@ for i in $(seq 20); do
 done
 for i in 1 2 3; do
     api3 schema_field_read '{"type": "Shot"}'
+    api3 schema_field_read '{"type": "Shot", "project": {"type": "Project", "id": 1}}'
     api3 read '{"type": "Version", "filters": [], "fields": ["code"], "paging": {"current_page": 1, "entities_per_page": 10}}' || true
 done
 api3 read '{"type": "Shot", "filters": [], "fields": ["image"], "paging": {"current_page": 1, "entities_per_page": 10}}' || true

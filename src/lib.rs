@@ -163,6 +163,7 @@ impl Daemon {
             stats: request_stats.clone(),
             auth: Arc::new(AuthGate::new(&config)),
             verifier: verifier_handle,
+            schema_replies: Default::default(),
         });
 
         let sources = Arc::new(StatusSources {

@@ -131,15 +131,23 @@ pub async fn apply_schema(
     let applied = registry::load_applied(&pools.reader).await?;
     let plan = plan_ddl(&cached, &applied, pools.backend);
     let schema_text = src.schema_read.to_string();
-    let digest = format!("{:x}", Sha256::digest(schema_text.as_bytes()));
+    let entity_text = src.schema_entity_read.as_ref().map(Json::to_string);
+    // Both replies: schema calls are answered from the newest snapshot (http::api3::schema).
+    let mut hasher = Sha256::new();
+    hasher.update(schema_text.as_bytes());
+    hasher.update(entity_text.as_deref().unwrap_or_default().as_bytes());
+    let digest = format!("{:x}", hasher.finalize());
     let latest = registry::latest_snapshot(&pools.reader).await?;
-    let snapshot = (src.source != "snapshot" && latest.as_ref().is_none_or(|l| l.digest != digest))
-        .then(|| NewSnapshot {
-            source: src.source.to_owned(),
-            digest,
-            schema_read: schema_text,
-            schema_entity_read: src.schema_entity_read.as_ref().map(Json::to_string),
-        });
+    let snapshot = (src.source != "snapshot"
+        && latest
+            .as_ref()
+            .is_none_or(|l| l.digest != digest || l.source != src.source))
+    .then(|| NewSnapshot {
+        source: src.source.to_owned(),
+        digest,
+        schema_read: schema_text,
+        schema_entity_read: entity_text,
+    });
     let statements = plan.statements.len();
     let mut invalidated: Vec<String> = plan.changed_types.iter().cloned().collect();
     invalidated.extend(plan.new_types.iter().cloned());

@@ -70,6 +70,12 @@ pub enum PassReason {
     Write,
     /// A method sgcache never answers itself.
     NotCachedMethod,
+    /// A schema call with a `project` (per-project visibility is the site's).
+    SchemaWithProject,
+    /// A schema call before the site's reply was stored (or with `[schema] file`).
+    SchemaNotStored,
+    /// `schema_field_read` of a type or field the stored schema lacks: the site's own error.
+    SchemaUnknownName,
 }
 
 impl PassReason {
@@ -89,6 +95,9 @@ impl PassReason {
             PassReason::InfoUnknown => "info_unknown",
             PassReason::Write => "write",
             PassReason::NotCachedMethod => "not_cached_method",
+            PassReason::SchemaWithProject => "schema_with_project",
+            PassReason::SchemaNotStored => "schema_not_stored",
+            PassReason::SchemaUnknownName => "schema_unknown_name",
         }
     }
 }
@@ -111,6 +120,11 @@ impl std::fmt::Display for PassReason {
             PassReason::InfoUnknown => f.write_str("no info reply stored yet"),
             PassReason::Write => f.write_str("writes go to the site"),
             PassReason::NotCachedMethod => f.write_str("the method is not answered locally"),
+            PassReason::SchemaWithProject => f.write_str("schema calls with a project"),
+            PassReason::SchemaNotStored => f.write_str("no site schema reply is stored"),
+            PassReason::SchemaUnknownName => {
+                f.write_str("the stored schema has no such type or field")
+            }
         }
     }
 }

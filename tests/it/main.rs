@@ -14,6 +14,7 @@ mod ops;
 mod python_client;
 mod query;
 mod scanner;
+mod schema_calls;
 mod upstream;
 mod verify;
 mod writer;

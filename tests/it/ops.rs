@@ -154,10 +154,19 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
 
         let info = api3(&base, "info", json!({})).await;
         assert!(info["results"].is_object(), "{info}");
+        // With a project, schema calls pass through; without one they are answered locally.
+        let project = json!({"type": "Project", "id": 1});
         for _ in 0..2 {
-            let fields = api3(&base, "schema_field_read", json!({"type": "Shot"})).await;
+            let fields = api3(
+                &base,
+                "schema_field_read",
+                json!({"type": "Shot", "project": project}),
+            )
+            .await;
             assert!(fields["results"]["code"].is_object(), "{fields}");
         }
+        let fields = api3(&base, "schema_field_read", json!({"type": "Shot"})).await;
+        assert!(fields["results"]["code"].is_object(), "{fields}");
         // A read of an incomplete type passes through (no scan has completed it yet) or is
         // answered locally once complete: either way it is counted under method="read".
         let read = api3(
@@ -170,6 +179,14 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
 
         let after = scrape(&base).await;
         assert_eq!(value(&after, "sgcache_requests_total", &sfr), 2.0);
+        assert_eq!(
+            value(
+                &after,
+                "sgcache_requests_total",
+                &[("method", "schema_field_read"), ("served", "local")]
+            ),
+            1.0
+        );
         assert_eq!(
             value(&after, "sgcache_requests_total", &[("method", "info")]),
             1.0
@@ -184,13 +201,13 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
                 "sgcache_requests_received_total",
                 &[("method", "schema_field_read")]
             ),
-            2.0
+            3.0
         );
         assert!(
             value(
                 &after,
                 "sgcache_pass_through_total",
-                &[("reason", "not_cached_method")]
+                &[("reason", "schema_with_project")]
             ) >= 2.0
         );
         assert!(
@@ -222,13 +239,14 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
             "cache rows per type: {:?}",
             status_json(&base).await["cache"]
         );
-        // The latency histogram holds the two schema_field_read requests.
+        // The latency histogram holds the two passed-through schema_field_read requests.
         let histogram = after
             .samples
             .iter()
             .find(|s| {
                 s.metric == "sgcache_request_duration_seconds"
                     && s.labels.get("method") == Some("schema_field_read")
+                    && s.labels.get("served") == Some("pass_through")
             })
             .expect("latency histogram");
         match &histogram.value {
@@ -278,7 +296,11 @@ async fn metrics_are_valid_prometheus_and_counters_move() {
         );
         // Existing keys are still there.
         assert!(
-            status["requests"]["pass_through_reasons"]["not_cached_method"].as_u64() >= Some(2)
+            status["requests"]["pass_through_reasons"]["schema_with_project"].as_u64() >= Some(2)
+        );
+        assert_eq!(
+            status["requests"]["served_locally_by_method"]["schema_field_read"],
+            1
         );
         assert!(daemon.stop().await, "clean stop");
     }
@@ -332,7 +354,13 @@ async fn the_status_page_renders_for_browsers() {
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     let base = daemon.url();
     wait_schema(&base).await;
-    api3(&base, "schema_field_read", json!({"type": "Shot"})).await;
+    // A method sgcache never answers: passed through with reason not_cached_method.
+    api3(
+        &base,
+        "summarize",
+        json!({"type": "Shot", "filters": [], "summaries": []}),
+    )
+    .await;
 
     let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
     let (code, content_type, html) = get(&format!("{base}/status"), Some(browser)).await;

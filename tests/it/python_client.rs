@@ -121,7 +121,10 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
     let reached_site: Vec<_> = site
         .requests()
         .into_iter()
-        .map(|r| (r.method, r.entity_type))
+        .map(|r| {
+            let project = r.body["params"][1].get("project").is_some();
+            (r.method, r.entity_type, project)
+        })
         .collect();
     let direct = {
         let url = format!("{}/", site.url());
@@ -143,9 +146,10 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
         "every active shot exactly once"
     );
     // Only the pass-through calls reached the site.
-    for (method, entity_type) in &reached_site {
-        // Pass-through calls, and the one-row credential check (a HumanUser read, §auth).
-        let allowed = method == "schema_field_read"
+    for (method, entity_type, project) in &reached_site {
+        // Pass-through calls (schema calls only with a project), and the one-row credential
+        // check (a HumanUser read, §auth).
+        let allowed = (method == "schema_field_read" && *project)
             || method == "summarize"
             || (method == "read"
                 && matches!(entity_type.as_deref(), Some("Version") | Some("HumanUser")));
@@ -155,16 +159,28 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
         );
     }
     assert!(
-        reached_site.iter().any(|(m, _)| m == "schema_field_read"),
-        "pass-through reached the site"
+        reached_site
+            .iter()
+            .any(|(m, _, project)| m == "schema_field_read" && *project),
+        "a schema call with a project reached the site"
     );
     assert!(
-        reached_site.iter().any(|(m, _)| m == "summarize"),
+        reached_site.iter().any(|(m, _, _)| m == "summarize"),
         "summarize is passed through"
     );
+    for call in [
+        "schema_read",
+        "schema_entity_read",
+        "schema_field_read_type",
+    ] {
+        assert!(
+            direct[call].as_object().is_some_and(|o| !o.is_empty()),
+            "{call}: the site's answer is there to compare"
+        );
+    }
     let checks = reached_site
         .iter()
-        .filter(|(m, t)| m == "read" && t.as_deref() == Some("HumanUser"))
+        .filter(|(m, t, _)| m == "read" && t.as_deref() == Some("HumanUser"))
         .count();
     assert_eq!(checks, 1, "credentials are checked once: {reached_site:?}");
     daemon.stop().await;

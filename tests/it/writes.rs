@@ -221,7 +221,7 @@ async fn a_failed_batch_changes_nothing_and_faults_come_back_as_faults() {
         &base,
         rpc(
             "schema_field_read",
-            json!({"type": "Shot", "field_name": "code"}),
+            json!({"type": "Shot", "field_name": "code", "project": {"type": "Project", "id": 1}}),
         ),
     )
     .await;

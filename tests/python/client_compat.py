@@ -45,8 +45,14 @@ def main():
     calls["find_null"] = sg.find("Shot", [["sg_sequence", "is", None]], ["code"])
     calls["find_retired"] = sg.find("Shot", [], ["code"], retired_only=True)
     calls["find_tasks"] = sg.find("Task", [["entity", "type_is", "Shot"]], ["content", "entity", "task_assignees"])
-    # Pass-through: schema calls and uncached types go to the site.
+    # Schema calls without a project: answered by sgcache from the site's stored replies.
+    calls["schema_read"] = sg.schema_read()
+    calls["schema_entity_read"] = sg.schema_entity_read()
+    calls["schema_field_read_type"] = sg.schema_field_read("Shot")
     calls["schema_field_read"] = sg.schema_field_read("Shot", "code")
+    # Pass-through: schema calls with a project and uncached types go to the site.
+    project = sg.find_one("Project", [], ["name"])
+    calls["schema_field_read_project"] = sg.schema_field_read("Shot", "code", project_entity=project)
     # summarize is always passed through; whatever the site answers (the mock site has no
     # summarize and answers a Fault) must reach the client unchanged.
     try:

@@ -7,6 +7,7 @@
 //! [`other`] (`info` from the stored site info, the rest passed through unchanged).
 mod other;
 mod read;
+mod schema;
 mod stats;
 mod write;
 
@@ -20,6 +21,7 @@ use futures_util::StreamExt;
 use serde_json::{Value as Json, json};
 use tracing::{info, warn};
 
+pub use schema::SchemaReplies;
 pub use stats::{RequestStats, RequestsSnapshot};
 
 use crate::actors::site_info::SiteInfoState;
@@ -47,6 +49,8 @@ pub struct Api3State {
     pub auth: Arc<AuthGate>,
     /// Locally answered reads to re-run against the site (`None`: verification off).
     pub verifier: Option<VerifierHandle>,
+    /// The site's stored schema replies (schema calls without a project).
+    pub schema_replies: SchemaReplies,
 }
 
 /// One request, parsed: what every handler needs.
@@ -91,6 +95,9 @@ pub async fn api3(
     match ctx.method {
         ApiMethod::Info => other::info(&ctx).await,
         ApiMethod::Read => read::read(&ctx).await,
+        ApiMethod::SchemaRead | ApiMethod::SchemaEntityRead | ApiMethod::SchemaFieldRead => {
+            schema::schema_call(&ctx).await
+        }
         ref m if m.is_entity_write() => write::write(&ctx).await,
         _ => other::not_cached(&ctx).await,
     }
@@ -163,6 +170,11 @@ impl RequestContext {
 
     /// Answers `value` as the `results` of a locally served request (counted).
     fn local(&self, value: Json) -> HttpResponse {
+        self.local_body(Bytes::from(json!({ "results": value }).to_string()))
+    }
+
+    /// Answers a locally served request with a ready `{"results": …}` body (counted).
+    fn local_body(&self, body: Bytes) -> HttpResponse {
         self.state.stats.answered_locally(&self.method);
         self.state
             .stats
@@ -170,7 +182,7 @@ impl RequestContext {
             .observe(&self.method, Served::Local, self.started.elapsed());
         HttpResponse::Ok()
             .content_type("application/json; charset=utf-8")
-            .json(json!({ "results": value }))
+            .body(body)
     }
 
     /// Decides whether the caller may be answered from the cache (see [`crate::http::auth`]),
