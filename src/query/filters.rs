@@ -16,7 +16,8 @@ use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use serde_json::Value as Json;
 
 use super::PassReason;
-use super::paths::{Hop, NameTarget, PathError, Resolved, Schemas};
+use super::links::{LinkTarget, resolved_row};
+use super::paths::{Hop, PathError, Resolved, Schemas};
 use super::sql::{Dialect, Sql, col, ident};
 use crate::api3::filters::{FilterNode, LogicalOp};
 use crate::error::ApiError;
@@ -231,26 +232,6 @@ impl<'a> Compiler<'a> {
         format!("{prefix}{n}")
     }
 
-    /// The display name of a link stored as (`type_expr`, `id_expr`), `NULL` if unknown.
-    pub fn name_expr(&self, targets: &[NameTarget], type_expr: &str, id_expr: &str) -> Sql {
-        if targets.is_empty() {
-            return Sql::raw("CAST(NULL AS TEXT)");
-        }
-        let mut s = Sql::raw("CASE");
-        for t in targets {
-            let n = self.alias("n");
-            s = s
-                .text(format!(" WHEN {type_expr} = "))
-                .bind(t.entity_type.clone())
-                .text(format!(
-                    " THEN (SELECT {} FROM {} {n} WHERE {n}.\"id\" = {id_expr})",
-                    col(&n, &t.column),
-                    ident(&t.table)
-                ));
-        }
-        s.text(" ELSE CAST(NULL AS TEXT) END")
-    }
-
     /// The predicate for a whole filter tree on rows of `root` aliased `alias`.
     pub fn predicate(
         &self,
@@ -358,43 +339,41 @@ impl<'a> Compiler<'a> {
         self.hop_exists(hop, alias, &inner_alias, inner)
     }
 
-    /// `EXISTS (SELECT 1 FROM target b ... WHERE <link from a to b> AND b active AND pred)`.
+    /// `EXISTS` a row `to` that the link `field` of `from` resolves to (see [`super::links`])
+    /// and that satisfies `pred`.
     fn hop_exists(&self, hop: &Hop<'a>, from: &str, to: &str, pred: Sql) -> Sql {
         let target = hop.target;
-        match &hop.field.layout {
+        let (type_expr, id_expr, outer) = match &hop.field.layout {
             ColumnLayout::Entity {
                 type_column,
                 id_column,
-            } => Sql::raw(format!(
-                "EXISTS (SELECT 1 FROM {} {to} WHERE {}.\"id\" = {} AND {} = ",
-                ident(&target.table),
-                to,
-                col(from, id_column),
-                col(from, type_column)
-            ))
-            .bind(target.name.clone())
-            .text(format!(" AND {}.\"_active\" = ", to))
-            .bind(true)
-            .text(" AND ")
-            .push(pred.paren())
-            .text(")"),
+            } => (col(from, type_column), col(from, id_column), None),
             ColumnLayout::MultiEntity { table } => {
                 let m = self.alias("m");
-                Sql::raw(format!(
-                    "EXISTS (SELECT 1 FROM {} {m} JOIN {} {to} ON {to}.\"id\" = {m}.\"child_id\" \
-                     WHERE {m}.\"parent_id\" = {from}.\"id\" AND {m}.\"child_type\" = ",
-                    ident(table),
-                    ident(&target.table),
-                ))
-                .bind(target.name.clone())
-                .text(format!(" AND {to}.\"_active\" = "))
-                .bind(true)
-                .text(" AND ")
-                .push(pred.paren())
-                .text(")")
+                (
+                    format!("{m}.\"child_type\""),
+                    format!("{m}.\"child_id\""),
+                    Some((table, m)),
+                )
             }
             // Paths only hop through link fields.
-            ColumnLayout::Scalar { .. } => Sql::raw("FALSE"),
+            ColumnLayout::Scalar { .. } => return Sql::raw("FALSE"),
+        };
+        let inner = Sql::raw("EXISTS (SELECT 1")
+            .push(resolved_row(&target.table, to, &id_expr))
+            .text(format!(" AND {type_expr} = "))
+            .bind(target.name.clone())
+            .text(" AND ")
+            .push(pred.paren())
+            .text(")");
+        match outer {
+            None => inner,
+            Some((table, m)) => Sql::raw(format!(
+                "EXISTS (SELECT 1 FROM {} {m} WHERE {m}.\"parent_id\" = {from}.\"id\" AND ",
+                ident(table)
+            ))
+            .push(inner)
+            .text(")"),
         }
     }
 
@@ -413,63 +392,31 @@ impl<'a> Compiler<'a> {
             ColumnLayout::Entity {
                 type_column,
                 id_column,
-            } => self.link_predicate(
-                field,
-                &col(alias, type_column),
-                &col(alias, id_column),
-                rel,
-                values,
-            ),
+            } => {
+                let targets = self.schemas.link_targets(field)?;
+                let (tcol, icol) = (col(alias, type_column), col(alias, id_column));
+                let live = self.live_link(&targets, &tcol, &icol);
+                // The link is live and satisfies `p`.
+                let exists = |p: Sql| live.clone().text(" AND ").push(p.paren());
+                self.link_predicate(&targets, &tcol, &icol, rel, values, &exists)
+            }
             ColumnLayout::MultiEntity { table } => {
+                let targets = self.schemas.link_targets(field)?;
                 let m = self.alias("m");
+                let (tcol, icol) = (format!("{m}.\"child_type\""), format!("{m}.\"child_id\""));
+                let live = self.live_link(&targets, &tcol, &icol);
+                // Some live link of the list satisfies `p`.
                 let exists = |p: Sql| {
                     Sql::raw(format!(
                         "EXISTS (SELECT 1 FROM {} {m} WHERE {m}.\"parent_id\" = {alias}.\"id\" AND ",
                         ident(table)
                     ))
+                    .push(live.clone())
+                    .text(" AND ")
                     .push(p.paren())
                     .text(")")
                 };
-                let tcol = format!("{m}.\"child_type\"");
-                let icol = format!("{m}.\"child_id\"");
-                let empty = || Sql::raw("NOT ").push(exists(Sql::raw("TRUE")));
-                match rel {
-                    Rel::Is | Rel::In => {
-                        let targets = if rel == Rel::Is {
-                            &values[..values.len().min(1)]
-                        } else {
-                            values
-                        };
-                        if rel == Rel::Is && targets.is_empty() {
-                            return Err(unsupported_value("missing"));
-                        }
-                        let mut parts = Vec::new();
-                        let mut links = Vec::new();
-                        for v in targets {
-                            if v.is_null() {
-                                parts.push(empty());
-                            } else {
-                                links.push(v.clone());
-                            }
-                        }
-                        if !links.is_empty() {
-                            parts.push(exists(self.links_in(&tcol, &icol, &links)?));
-                        }
-                        Ok(Sql::join(parts, " OR ", "FALSE"))
-                    }
-                    Rel::TypeIs => match values.first() {
-                        Some(Json::Null) => Ok(empty()),
-                        Some(Json::String(t)) => {
-                            Ok(exists(Sql::raw(format!("{tcol} = ")).bind(t.clone())))
-                        }
-                        _ => Err(unsupported_value("for type_is")),
-                    },
-                    _ => {
-                        let targets = self.schemas.name_targets(field)?;
-                        let name = self.name_expr(&targets, &tcol, &icol);
-                        Ok(exists(self.text_match(name, rel, values)?))
-                    }
-                }
+                self.link_predicate(&targets, &tcol, &icol, rel, values, &exists)
             }
         }
     }
@@ -512,47 +459,51 @@ impl<'a> Compiler<'a> {
             .bind(id))
     }
 
+    /// The positive relation on the links (`tcol`, `icol`) of an entity field (at most one) or
+    /// a multi-entity list: `exists(p)` says "some live link satisfies `p`" (the retired-link
+    /// rule of [`super::links`]), so a null relation value matches when no live link is left.
     fn link_predicate(
         &self,
-        field: &CachedField,
+        targets: &[LinkTarget],
         tcol: &str,
         icol: &str,
         rel: Rel,
         values: &[Json],
+        exists: &dyn Fn(Sql) -> Sql,
     ) -> Result<Sql, PlanError> {
+        let none_live = || Sql::raw("NOT ").push(exists(Sql::raw("TRUE")).paren());
         match rel {
             Rel::Is | Rel::In => {
-                let targets = if rel == Rel::Is {
+                let wanted = if rel == Rel::Is {
                     &values[..values.len().min(1)]
                 } else {
                     values
                 };
-                if rel == Rel::Is && targets.is_empty() {
+                if rel == Rel::Is && wanted.is_empty() {
                     return Err(unsupported_value("missing"));
                 }
                 let mut parts = Vec::new();
                 let mut links = Vec::new();
-                for v in targets {
+                for v in wanted {
                     if v.is_null() {
-                        parts.push(Sql::raw(format!("{icol} IS NULL")));
+                        parts.push(none_live());
                     } else {
                         links.push(v.clone());
                     }
                 }
                 if !links.is_empty() {
-                    parts.push(self.links_in(tcol, icol, &links)?);
+                    parts.push(exists(self.links_in(tcol, icol, &links)?));
                 }
                 Ok(Sql::join(parts, " OR ", "FALSE"))
             }
             Rel::TypeIs => match values.first() {
-                Some(Json::Null) => Ok(Sql::raw(format!("{tcol} IS NULL"))),
-                Some(Json::String(t)) => Ok(Sql::raw(format!("{tcol} = ")).bind(t.clone())),
+                Some(Json::Null) => Ok(none_live()),
+                Some(Json::String(t)) => Ok(exists(Sql::raw(format!("{tcol} = ")).bind(t.clone()))),
                 _ => Err(unsupported_value("for type_is")),
             },
             _ => {
-                let targets = self.schemas.name_targets(field)?;
-                let name = self.name_expr(&targets, tcol, icol);
-                self.text_match(name, rel, values)
+                let name = self.name_expr(targets, tcol, icol);
+                Ok(exists(self.text_match(name, rel, values)?))
             }
         }
     }

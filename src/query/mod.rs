@@ -32,8 +32,10 @@
 //! may order differently between the backends (ASCII text sorts identically: `COLLATE "C"` on
 //! PostgreSQL, BINARY on SQLite).
 pub mod filters;
+pub mod links;
 pub mod paths;
 pub mod plan;
+pub mod projects;
 pub mod select;
 pub mod sql;
 

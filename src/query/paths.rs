@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::PassReason;
+use super::links::LinkTarget;
 use crate::schema::{
     CachedEntity, CachedField, CachedSchema, FieldKind, SiteSchema, display_field,
 };
@@ -131,44 +132,33 @@ impl<'a> Schemas<'a> {
         Ok(Resolved { hops, owner, field })
     }
 
-    /// Where the `name` of links held by `field` comes from: `(type, table, display column)`
-    /// for each valid type that can have a name. Types the site does not know, or that have
-    /// no identifier field, never have a name and are skipped.
-    pub fn name_targets(&self, field: &CachedField) -> Result<Vec<NameTarget>, PassReason> {
+    /// The types links held by `field` may point to, with the column giving their `name`.
+    /// Every valid type must be cached and complete (the schema selection caches link targets
+    /// at least thinly and leaves uncached the fields whose targets cannot be cached).
+    pub fn link_targets(&self, field: &CachedField) -> Result<Vec<LinkTarget>, PassReason> {
         let mut out = Vec::new();
         for ty in &field.valid_types {
-            let Some(def) = self.site.entity(ty) else {
-                continue;
-            };
-            let Some(disp) = display_field(def) else {
-                continue;
-            };
+            let disp = self.site.entity(ty).and_then(display_field).unwrap_or("id");
             let Some(ce) = self.cached.entity(ty) else {
                 return Err(PassReason::UncachedField(format!("{ty}.{disp}")));
             };
-            let Some(df) = ce.field(disp) else {
-                return Err(PassReason::UncachedField(format!("{ty}.{disp}")));
-            };
-            let crate::schema::ColumnLayout::Scalar { column, .. } = &df.layout else {
+            let Some(crate::schema::ColumnLayout::Scalar { column, .. }) = ce
+                .display_field
+                .as_deref()
+                .and_then(|d| ce.field(d))
+                .map(|f| &f.layout)
+            else {
                 return Err(PassReason::UncachedField(format!("{ty}.{disp}")));
             };
             if !self.complete.contains(ty) {
                 return Err(PassReason::IncompleteType);
             }
-            out.push(NameTarget {
+            out.push(LinkTarget {
                 entity_type: ty.clone(),
                 table: ce.table.clone(),
-                column: column.clone(),
+                name_column: column.clone(),
             });
         }
         Ok(out)
     }
-}
-
-/// A type whose display column gives link names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NameTarget {
-    pub entity_type: String,
-    pub table: String,
-    pub column: String,
 }

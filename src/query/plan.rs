@@ -199,10 +199,27 @@ mod tests {
             pass(json!({"type": "Shot", "filters": [["tag_list", "is", "x"]]})),
             PassReason::UncachedField("Shot.tag_list".into())
         );
-        assert_eq!(
-            pass(json!({"type": "Shot", "return_fields": ["created_by"]})),
-            PassReason::UncachedField("ApiUser.firstname".into())
-        );
+        // Links into thinly cached types are local once those are primed.
+        for args in [
+            json!({"type": "Shot", "return_fields": ["created_by"]}),
+            json!({"type": "Task", "return_fields": ["task_assignees", "entity"]}),
+            json!({"type": "Task", "filters": [["entity", "type_is", "Element"]]}),
+            json!({"type": "Task", "filters": [["task_assignees", "name_is", "x"]],
+                   "sorts": [{"field_name": "entity"}]}),
+        ] {
+            local(args);
+        }
+        let d = plan_with(
+            json!({"type": "Shot", "return_fields": ["created_by"]}),
+            |c| {
+                c.remove("ApiUser");
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            d,
+            Decision::PassThrough(PassReason::IncompleteType)
+        ));
         assert_eq!(
             pass(json!({"type": "Shot", "filters": [["code", "less_than", "x"]]})),
             PassReason::UnsupportedRelation("less_than on text".into())
@@ -276,23 +293,38 @@ mod tests {
         let c = local(args.clone());
         let (sqlite, values) = c.page.render(Dialect::Sqlite);
         let expected = concat!(
-            "SELECT p.\"_id\" AS \"_id\", p.\"_total\" AS \"_total\", t0.\"code\" AS \"c0\", ",
-            "t0.\"sg_sequence__type\" AS \"c1_t\", t0.\"sg_sequence__id\" AS \"c1_i\", ",
-            "CASE WHEN t0.\"sg_sequence__type\" = ? THEN (SELECT n1.\"code\" FROM \"sequence\" n1 ",
-            "WHERE n1.\"id\" = t0.\"sg_sequence__id\") ELSE CAST(NULL AS TEXT) END AS \"c1_n\" ",
-            "FROM (SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"sg_cut_in\" AS \"s0\" ",
-            "FROM \"shot\" t0 WHERE t0.\"_active\" = ? AND ((LOWER(t0.\"code\") LIKE LOWER(?) ESCAPE '\\') ",
-            "AND (NOT COALESCE((t0.\"sg_sequence__type\" = ? AND t0.\"sg_sequence__id\" = ?), FALSE))) ",
-            "ORDER BY t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?) p ",
-            "JOIN \"shot\" t0 ON t0.\"id\" = p.\"_id\" ORDER BY p.\"s0\" DESC NULLS LAST, p.\"_id\" ASC"
+            "SELECT p.\"_id\" AS \"_id\", p.\"_total\" AS \"_total\", t0.\"code\" AS \"c0\", CASE WHEN ",
+            "COALESCE((t0.\"sg_sequence__type\" = ? AND EXISTS (SELECT 1 FROM \"sequence\" n2 WHERE ",
+            "n2.\"id\" = t0.\"sg_sequence__id\" AND n2.\"_active\" = ?)), FALSE) THEN ",
+            "t0.\"sg_sequence__type\" END AS \"c1_t\", CASE WHEN COALESCE((t0.\"sg_sequence__type\" = ? ",
+            "AND EXISTS (SELECT 1 FROM \"sequence\" n3 WHERE n3.\"id\" = t0.\"sg_sequence__id\" AND ",
+            "n3.\"_active\" = ?)), FALSE) THEN t0.\"sg_sequence__id\" END AS \"c1_i\", CASE WHEN ",
+            "t0.\"sg_sequence__type\" = ? THEN (SELECT n4.\"code\" FROM \"sequence\" n4 WHERE n4.\"id\" = ",
+            "t0.\"sg_sequence__id\" AND n4.\"_active\" = ?) ELSE CAST(NULL AS TEXT) END AS \"c1_n\" FROM ",
+            "(SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"sg_cut_in\" AS \"s0\" FROM ",
+            "\"shot\" t0 WHERE t0.\"_active\" = ? AND ((LOWER(t0.\"code\") LIKE LOWER(?) ESCAPE '\\') AND ",
+            "(NOT COALESCE((COALESCE((t0.\"sg_sequence__type\" = ? AND EXISTS (SELECT 1 FROM ",
+            "\"sequence\" n1 WHERE n1.\"id\" = t0.\"sg_sequence__id\" AND n1.\"_active\" = ?)), FALSE) AND ",
+            "(t0.\"sg_sequence__type\" = ? AND t0.\"sg_sequence__id\" = ?)), FALSE))) ORDER BY ",
+            "t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?) p JOIN \"shot\" t0 ON ",
+            "t0.\"id\" = p.\"_id\" ORDER BY p.\"s0\" DESC NULLS LAST, p.\"_id\" ASC",
         );
         assert_eq!(sqlite, expected);
         assert_eq!(
             values,
             vec![
+                // c1_t, c1_i, c1_n: the link resolves to an active Sequence.
                 sea_orm::Value::from("Sequence"),
                 sea_orm::Value::from(true),
+                sea_orm::Value::from("Sequence"),
+                sea_orm::Value::from(true),
+                sea_orm::Value::from("Sequence"),
+                sea_orm::Value::from(true),
+                // Active rows, the code filter, then is_not on a live link.
+                sea_orm::Value::from(true),
                 sea_orm::Value::from("%a\\_b%"),
+                sea_orm::Value::from("Sequence"),
+                sea_orm::Value::from(true),
                 sea_orm::Value::from("Sequence"),
                 sea_orm::Value::from(3i64),
                 sea_orm::Value::from(10i64),

@@ -11,6 +11,7 @@
 //! kinds sort by `LOWER(value)`; links sort by their display name (case-insensitive), then id.
 use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
+use super::links::resolved_row;
 use super::paths::{Hop, PathError, Resolved};
 use super::sql::{Sql, col, ident};
 use crate::api3::read::{ReadRequest, ReturnOnly};
@@ -46,7 +47,8 @@ pub struct OutField {
 }
 
 /// The expression of `final_expr` evaluated at the end of entity `hops` from `alias`, as nested
-/// scalar subqueries (NULL when a link is null or points at another type).
+/// scalar subqueries: NULL when a link is null, points at another type or does not resolve
+/// (retired target, see [`super::links`]).
 fn through(
     c: &Compiler<'_>,
     hops: &[Hop<'_>],
@@ -66,12 +68,8 @@ fn through(
     let b = c.alias("t");
     Sql::raw("(SELECT ")
         .push(through(c, rest, &b, final_expr))
-        .text(format!(
-            " FROM {} {b} WHERE {b}.\"id\" = {} AND {} = ",
-            ident(&hop.target.table),
-            col(alias, id_column),
-            col(alias, type_column)
-        ))
+        .push(resolved_row(&hop.target.table, &b, &col(alias, id_column)))
+        .text(format!(" AND {} = ", col(alias, type_column)))
         .bind(hop.target.name.clone())
         .text(")")
 }
@@ -124,73 +122,82 @@ pub fn build(
             continue;
         };
         let n = fields.len();
-        let decode =
-            match &r.field.layout {
-                ColumnLayout::Scalar { column, .. } => {
-                    let alias = format!("c{n}");
-                    let column = column.clone();
-                    select.push(
-                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, &column)))
-                            .text(format!(" AS {}", ident(&alias))),
-                    );
-                    Decode::Scalar {
-                        kind: r.field.kind,
-                        column: alias,
-                    }
+        let decode = match &r.field.layout {
+            ColumnLayout::Scalar { column, .. } => {
+                let alias = format!("c{n}");
+                let column = column.clone();
+                select.push(
+                    through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, &column)))
+                        .text(format!(" AS {}", ident(&alias))),
+                );
+                Decode::Scalar {
+                    kind: r.field.kind,
+                    column: alias,
                 }
-                ColumnLayout::Entity {
-                    type_column,
-                    id_column,
-                } => {
-                    let targets = c.schemas.name_targets(r.field)?;
-                    let (ta, ia, na) = (format!("c{n}_t"), format!("c{n}_i"), format!("c{n}_n"));
-                    select.push(
-                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, type_column)))
-                            .text(format!(" AS {}", ident(&ta))),
-                    );
-                    select.push(
-                        through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, id_column)))
-                            .text(format!(" AS {}", ident(&ia))),
-                    );
-                    select.push(
-                        through(c, &r.hops, ROOT, &|a| {
-                            c.name_expr(&targets, &col(a, type_column), &col(a, id_column))
-                        })
-                        .text(format!(" AS {}", ident(&na))),
-                    );
-                    Decode::Link {
-                        type_column: ta,
-                        id_column: ia,
-                        name_column: na,
-                    }
+            }
+            ColumnLayout::Entity {
+                type_column,
+                id_column,
+            } => {
+                let targets = c.schemas.link_targets(r.field)?;
+                let (ta, ia, na) = (format!("c{n}_t"), format!("c{n}_i"), format!("c{n}_n"));
+                // A link that does not resolve reads as null (see `super::links`).
+                let live_col = |a: &str, column: &str| {
+                    let (t, i) = (col(a, type_column), col(a, id_column));
+                    c.if_live(&targets, &t, &i, Sql::raw(col(a, column)))
+                };
+                select.push(
+                    through(c, &r.hops, ROOT, &|a| live_col(a, type_column))
+                        .text(format!(" AS {}", ident(&ta))),
+                );
+                select.push(
+                    through(c, &r.hops, ROOT, &|a| live_col(a, id_column))
+                        .text(format!(" AS {}", ident(&ia))),
+                );
+                select.push(
+                    through(c, &r.hops, ROOT, &|a| {
+                        c.name_expr(&targets, &col(a, type_column), &col(a, id_column))
+                    })
+                    .text(format!(" AS {}", ident(&na))),
+                );
+                Decode::Link {
+                    type_column: ta,
+                    id_column: ia,
+                    name_column: na,
                 }
-                ColumnLayout::MultiEntity { table } => {
-                    if !r.hops.is_empty() {
-                        return Err(PassReason::UnsupportedFeature(format!(
-                            "deep multi_entity return field ({key})"
-                        ))
-                        .into());
-                    }
-                    let targets = c.schemas.name_targets(r.field)?;
-                    let m = c.alias("m");
-                    let (tcol, icol) = (format!("{m}.\"child_type\""), format!("{m}.\"child_id\""));
-                    let element = Sql::raw(format!(
-                        "{}({m}.\"position\", {tcol}, {icol}, ",
-                        c.dialect.json_array()
+            }
+            ColumnLayout::MultiEntity { table } => {
+                if !r.hops.is_empty() {
+                    return Err(PassReason::UnsupportedFeature(format!(
+                        "deep multi_entity return field ({key})"
                     ))
-                    .push(c.name_expr(&targets, &tcol, &icol))
-                    .text(")");
-                    let alias = format!("c{n}");
-                    select.push(Sql::raw("(SELECT ").push(c.dialect.json_agg(element)).text(
-                        format!(
-                            " FROM {} {m} WHERE {m}.\"parent_id\" = {ROOT}.\"id\") AS {}",
-                            ident(table),
-                            ident(&alias)
-                        ),
-                    ));
-                    Decode::Multi { column: alias }
+                    .into());
                 }
-            };
+                let targets = c.schemas.link_targets(r.field)?;
+                let m = c.alias("m");
+                let (tcol, icol) = (format!("{m}.\"child_type\""), format!("{m}.\"child_id\""));
+                let live = c.live_link(&targets, &tcol, &icol);
+                let element = Sql::raw(format!(
+                    "{}({m}.\"position\", {tcol}, {icol}, ",
+                    c.dialect.json_array()
+                ))
+                .push(c.name_expr(&targets, &tcol, &icol))
+                .text(")");
+                let alias = format!("c{n}");
+                // Links that do not resolve are left out of the list.
+                select.push(
+                    Sql::raw("(SELECT ")
+                        .push(c.dialect.json_agg(element))
+                        .text(format!(
+                            " FROM {} {m} WHERE {m}.\"parent_id\" = {ROOT}.\"id\" AND ",
+                            ident(table)
+                        ))
+                        .push(live)
+                        .text(format!(") AS {}", ident(&alias))),
+                );
+                Decode::Multi { column: alias }
+            }
+        };
         fields.push(OutField {
             key: key.clone(),
             decode,
@@ -232,13 +239,17 @@ pub fn build(
                 type_column,
                 id_column,
             } => {
-                let targets = c.schemas.name_targets(r.field)?;
+                let targets = c.schemas.link_targets(r.field)?;
                 let name = through(c, &r.hops, ROOT, &|a| {
                     Sql::raw("LOWER(")
                         .push(c.name_expr(&targets, &col(a, type_column), &col(a, id_column)))
                         .text(")")
                 });
-                let id = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, id_column)));
+                // A link that does not resolve sorts as null.
+                let id = through(c, &r.hops, ROOT, &|a| {
+                    let (t, i) = (col(a, type_column), col(a, id_column));
+                    c.if_live(&targets, &t, &i, Sql::raw(i.clone()))
+                });
                 order.push((c.dialect.bytewise(name), dir, true));
                 order.push((id, dir, false));
             }

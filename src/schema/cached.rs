@@ -51,6 +51,10 @@ pub struct CachedEntity {
     pub table: String,
     pub display_field: Option<String>,
     pub fields: BTreeMap<String, CachedField>,
+    /// Cached only because cached link fields point to it: `id`, `updated_at` and the display
+    /// field (see [`crate::schema::selection`]). Scanned and followed like any cached type.
+    #[serde(default)]
+    pub thin: bool,
 }
 
 /// One cached field.
@@ -115,7 +119,8 @@ impl SqlType {
 
 impl ColumnLayout {
     /// The storage layout of field `field` of kind `kind` on table `entity_table`; `None` for
-    /// kinds that are never cached.
+    /// kinds that are never cached. A checkbox is nullable here: the selection makes it NOT NULL
+    /// only when the site's schema gives it a boolean default ([`ColumnLayout::not_null`]).
     pub fn for_field(entity_table: &str, field: &str, kind: FieldKind) -> Option<ColumnLayout> {
         let scalar = |sql, not_null| ColumnLayout::Scalar {
             column: field.to_owned(),
@@ -140,7 +145,7 @@ impl ColumnLayout {
                 scalar(SqlType::BigInt, false)
             }
             FieldKind::Float | FieldKind::Currency => scalar(SqlType::Double, false),
-            FieldKind::Checkbox => scalar(SqlType::Boolean, true),
+            FieldKind::Checkbox => scalar(SqlType::Boolean, false),
             FieldKind::Entity => ColumnLayout::Entity {
                 type_column: format!("{field}__type"),
                 id_column: format!("{field}__id"),
@@ -150,6 +155,18 @@ impl ColumnLayout {
             },
             _ => return None,
         })
+    }
+
+    /// This layout with its scalar column NOT NULL (other layouts unchanged).
+    pub fn not_null(self) -> ColumnLayout {
+        match self {
+            ColumnLayout::Scalar { column, sql, .. } => ColumnLayout::Scalar {
+                column,
+                sql,
+                not_null: true,
+            },
+            other => other,
+        }
     }
 
     /// Columns this layout adds to the entity table (none for multi-entity).
@@ -269,6 +286,14 @@ impl CachedSchema {
     pub fn field(&self, ty: &str, field: &str) -> Option<&CachedField> {
         self.types.get(ty)?.fields.get(field)
     }
+
+    /// The types cached only thinly (as link targets), by name.
+    pub fn thin_types(&self) -> impl Iterator<Item = &str> {
+        self.types
+            .values()
+            .filter(|e| e.thin)
+            .map(|e| e.name.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -304,7 +329,11 @@ mod tests {
             }
         );
         let l = ColumnLayout::for_field("task", "milestone", FieldKind::Checkbox).unwrap();
-        assert_eq!(l.signature(), "scalar:milestone:boolean:not_null");
+        assert_eq!(l.signature(), "scalar:milestone:boolean:null");
+        assert_eq!(
+            l.not_null().signature(),
+            "scalar:milestone:boolean:not_null"
+        );
         let l = ColumnLayout::for_field("task", "id", FieldKind::Number).unwrap();
         assert_eq!(l.signature(), "scalar:id:bigint:not_null");
         assert_eq!(

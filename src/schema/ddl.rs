@@ -436,11 +436,14 @@ mod tests {
             "id": {"data_type": {"value": "number"}},
             "code": {"data_type": {"value": "text"}},
             "updated_at": {"data_type": {"value": "date_time"}},
-            "flag": {"data_type": {"value": "checkbox"}},
+            "flag": {"data_type": {"value": "checkbox"}, "properties": {"default_value": {"value": false}}},
             "ratio": {"data_type": {"value": "float"}},
             "project": {"data_type": {"value": "entity"}, "properties": {"valid_types": {"value": ["Project"]}}},
-            "items": {"data_type": {"value": "multi_entity"}},
+            "items": {"data_type": {"value": "multi_entity"}, "properties": {"valid_types": {"value": ["Thing"]}}},
             "image": {"data_type": {"value": "image"}},
+        }, "Project": {
+            "id": {"data_type": {"value": "number"}},
+            "name": {"data_type": {"value": "text"}},
         }});
         let site = SiteSchema::from_json(&v, None).unwrap();
         let rules = SelectionRules {
@@ -452,6 +455,11 @@ mod tests {
 
     fn thing() -> CachedEntity {
         small().types["Thing"].clone()
+    }
+
+    /// `small()` without the thinly cached Project.
+    fn only_thing() -> CachedSchema {
+        without(thing(), &[])
     }
 
     #[test]
@@ -509,8 +517,11 @@ mod tests {
 
     #[test]
     fn new_type_and_idempotence() {
+        let thin = &small().types["Project"];
+        assert!(thin.thin);
+        assert_eq!(thin.fields.keys().collect::<Vec<_>>(), vec!["id", "name"]);
         for b in [Backend::Sqlite, Backend::Postgres] {
-            let desired = small();
+            let desired = only_thing();
             let plan = plan_ddl(&desired, &AppliedSchema::default(), b);
             assert_eq!(plan.new_types, BTreeSet::from(["Thing".to_string()]));
             assert!(plan.changed_types.is_empty());
@@ -528,7 +539,7 @@ mod tests {
         };
         let desired = select(&site, &rules).unwrap().0;
         let plan = plan_ddl(&desired, &AppliedSchema::default(), Backend::Postgres);
-        assert_eq!(plan.new_types.len(), 9);
+        assert_eq!(plan.new_types.len(), 18);
         let again = plan_ddl(
             &desired,
             &AppliedSchema::from_cached(&desired),
@@ -550,7 +561,7 @@ mod tests {
     fn widening_adds_columns() {
         let narrow = without(thing(), &["flag", "project", "items"]);
         let applied = AppliedSchema::from_cached(&narrow);
-        let plan = plan_ddl(&small(), &applied, Backend::Sqlite);
+        let plan = plan_ddl(&only_thing(), &applied, Backend::Sqlite);
         assert!(plan.new_types.is_empty());
         assert_eq!(plan.changed_types, BTreeSet::from(["Thing".to_string()]));
         let pairs = |v: &[&str]| -> Vec<(String, String)> {
@@ -571,7 +582,7 @@ mod tests {
                 r#"CREATE INDEX IF NOT EXISTS "ix_thing_project__id" ON "thing" ("project__id", "project__type")"#,
             ]
         );
-        let pg = plan_ddl(&small(), &applied, Backend::Postgres);
+        let pg = plan_ddl(&only_thing(), &applied, Backend::Postgres);
         assert_eq!(
             pg.statements[0],
             r#"ALTER TABLE "thing" ADD COLUMN "flag" bool NOT NULL DEFAULT FALSE"#
@@ -641,6 +652,43 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn checkbox_nullability_follows_the_site_default() {
+        let site = |default: serde_json::Value| {
+            let v = serde_json::json!({"Thing": {
+                "id": {"data_type": {"value": "number"}},
+                "flag": {"data_type": {"value": "checkbox"}, "properties": {"default_value": {"value": default}}},
+            }});
+            let site = SiteSchema::from_json(&v, None).unwrap();
+            let rules = SelectionRules {
+                include: vec!["Thing".into()],
+                exclude: vec![],
+            };
+            select(&site, &rules).unwrap().0
+        };
+        let strict = site(serde_json::json!(true));
+        let loose = site(serde_json::Value::Null);
+        let sig = |c: &CachedSchema| c.types["Thing"].fields["flag"].layout_signature();
+        assert_eq!(sig(&strict), "scalar:flag:boolean:not_null");
+        assert_eq!(sig(&loose), "scalar:flag:boolean:null");
+        assert_eq!(sig(&site(serde_json::json!(0))), "scalar:flag:boolean:null");
+        // A database made when the column was NOT NULL is widened: drop and re-add (the type
+        // is marked incomplete and rescanned), on both backends.
+        let applied = AppliedSchema::from_cached(&strict);
+        for (b, ty) in [(Backend::Sqlite, "boolean"), (Backend::Postgres, "bool")] {
+            let plan = plan_ddl(&loose, &applied, b);
+            assert_eq!(plan.retyped, vec![("Thing".into(), "flag".into())]);
+            assert_eq!(plan.changed_types, BTreeSet::from(["Thing".to_string()]));
+            assert_eq!(
+                plan.statements,
+                vec![
+                    r#"ALTER TABLE "thing" DROP COLUMN "flag""#.to_owned(),
+                    format!(r#"ALTER TABLE "thing" ADD COLUMN "flag" {ty} NULL"#),
+                ]
+            );
+        }
     }
 
     #[test]

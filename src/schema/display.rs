@@ -41,13 +41,22 @@ mod tests {
             vec![
                 ("ApiUser", Some("firstname")),
                 ("Asset", Some("code")),
+                ("Department", Some("name")),
+                ("Element", Some("code")),
                 ("EventLogEntry", None),
+                ("Group", Some("code")),
                 ("HumanUser", Some("name")),
+                ("Note", Some("subject")),
+                ("Playlist", Some("code")),
                 ("Project", Some("name")),
+                ("PublishedFile", Some("code")),
+                ("PublishedFileType", Some("code")),
+                ("Scene", Some("code")),
                 ("Sequence", Some("code")),
                 ("Shot", Some("code")),
                 ("Step", Some("code")),
                 ("Task", Some("content")),
+                ("TaskTemplate", Some("code")),
                 ("Version", Some("code")),
             ]
         );

@@ -32,6 +32,9 @@ pub struct FieldDef {
     pub display_name: Option<String>,
     pub valid_types: Vec<String>,
     pub valid_values: Vec<String>,
+    /// `properties.default_value.value` (`null` when absent).
+    #[serde(default)]
+    pub default_value: Value,
 }
 
 /// `obj[key].value` when it is a string.
@@ -93,6 +96,12 @@ impl SiteSchema {
                         display_name: wrapped_str(fj, "name").map(str::to_owned),
                         valid_types: property_list(fj, "valid_types"),
                         valid_values: property_list(fj, "valid_values"),
+                        default_value: fj
+                            .get("properties")
+                            .and_then(|p| p.get("default_value"))
+                            .and_then(|p| p.get("value"))
+                            .cloned()
+                            .unwrap_or(Value::Null),
                     },
                 );
             }
@@ -146,7 +155,17 @@ pub(crate) mod tests {
     #[test]
     fn parses_fixture() {
         let s = fixture();
-        assert_eq!(s.entities.len(), 10);
+        assert_eq!(s.entities.len(), 19);
+        assert_eq!(
+            s.field("HumanUser", "email_inbox_general")
+                .unwrap()
+                .default_value,
+            Value::Null
+        );
+        assert_eq!(
+            s.field("Task", "milestone").unwrap().default_value,
+            Value::Bool(false)
+        );
         let shot = s.entity("Shot").unwrap();
         assert_eq!(shot.display_name.as_deref(), Some("Shot"));
         assert_eq!(

@@ -55,11 +55,12 @@ fn is_date_time(s: &str) -> bool {
 
 /// The column value of a scalar field from its wire JSON value.
 ///
-/// `null` gives a typed SQL NULL, except for checkboxes. Integers must fit in an `i64` (an
+/// `null` gives a typed SQL NULL, except for a NOT NULL column (a checkbox whose site default is
+/// a boolean). Integers must fit in an `i64` (an
 /// integral float is accepted); dates must be `YYYY-MM-DD` and date-times `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn scalar_value(field: &CachedField, v: &Json) -> Result<Value, ValueError> {
     let err = |p: String| ValueError::new(&field.name, p);
-    let ColumnLayout::Scalar { sql, .. } = &field.layout else {
+    let ColumnLayout::Scalar { sql, not_null, .. } = &field.layout else {
         return Err(err(format!(
             "{} field is not stored as a scalar column",
             field.data_type
@@ -67,7 +68,7 @@ pub fn scalar_value(field: &CachedField, v: &Json) -> Result<Value, ValueError> 
     };
     if v.is_null() {
         return match sql {
-            _ if field.kind == FieldKind::Checkbox => Err(err("checkbox cannot be null".into())),
+            _ if *not_null => Err(err(format!("{} cannot be null", field.data_type))),
             SqlType::Text => Ok(Value::String(None)),
             SqlType::BigInt => Ok(Value::BigInt(None)),
             SqlType::Double => Ok(Value::Double(None)),
@@ -251,7 +252,10 @@ mod tests {
 
     #[test]
     fn scalars_reject() {
-        let cb = field("cb", FieldKind::Checkbox);
+        let mut cb = field("cb", FieldKind::Checkbox);
+        // Nullable unless the site gives a boolean default.
+        assert_eq!(scalar_value(&cb, &json!(null)).unwrap(), Value::Bool(None));
+        cb.layout = cb.layout.not_null();
         let e = scalar_value(&cb, &json!(null)).unwrap_err();
         assert_eq!(e.to_string(), "field cb: checkbox cannot be null");
         assert!(scalar_value(&cb, &json!(1)).is_err());

@@ -279,8 +279,62 @@ fn link_key(v: &Value) -> Value {
 /// Rows of one type by id: every cached field (links as `{type, id}`), and `_active`.
 pub type Rows = BTreeMap<i64, BTreeMap<String, Value>>;
 
-/// Every cached row of `ty` (cached fields, `_active`, multi-entity lists in order).
+/// Ids of the active rows of every cached type that a link field of `ty` may point to.
+async fn live_targets(
+    pools: &Pools,
+    schema: &CachedSchema,
+    ty: &str,
+) -> std::collections::BTreeSet<(String, i64)> {
+    let entity = schema.entity(ty).expect("cached type");
+    let backend = pools.reader.get_database_backend();
+    let mut out = std::collections::BTreeSet::new();
+    let targets: std::collections::BTreeSet<&String> = entity
+        .fields
+        .values()
+        .flat_map(|f| f.valid_types.iter())
+        .collect();
+    for target in targets {
+        let Some(te) = schema.entity(target) else {
+            continue;
+        };
+        let sql = format!("SELECT id FROM \"{}\" WHERE \"_active\"", te.table);
+        for row in pools
+            .reader
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .expect("select active ids")
+        {
+            out.insert((target.clone(), row.try_get::<i64>("", "id").expect("id")));
+        }
+    }
+    out
+}
+
+/// Every cached row of `ty` (cached fields, `_active`, multi-entity lists in order), as reads
+/// see it: a link to an entity that is not active in the cache reads as absent.
 pub async fn cache_rows(pools: &Pools, schema: &CachedSchema, ty: &str) -> Rows {
+    let live = live_targets(pools, schema, ty).await;
+    let is_live = |v: &Value| {
+        v["type"]
+            .as_str()
+            .zip(v["id"].as_i64())
+            .is_some_and(|(t, i)| live.contains(&(t.to_owned(), i)))
+    };
+    let mut rows = stored_rows(pools, schema, ty).await;
+    for row in rows.values_mut() {
+        for v in row.values_mut() {
+            match v {
+                Value::Object(_) if !is_live(v) => *v = Value::Null,
+                Value::Array(a) => a.retain(is_live),
+                _ => {}
+            }
+        }
+    }
+    rows
+}
+
+/// Every stored row of `ty` (cached fields, `_active`, multi-entity lists in order).
+pub async fn stored_rows(pools: &Pools, schema: &CachedSchema, ty: &str) -> Rows {
     let entity = schema.entity(ty).expect("cached type");
     let reader = &pools.reader;
     let backend = reader.get_database_backend();

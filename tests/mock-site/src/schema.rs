@@ -117,17 +117,24 @@ impl Schema {
         Value::Object(self.entities.clone())
     }
 
-    /// The field used as the `name` key of links to `ty` (§7).
-    pub fn name_field(&self, ty: &str) -> &'static str {
-        match ty {
-            "Project" | "HumanUser" | "Department" | "Tag" | "Group" => "name",
-            "Task" | "Reply" => "content",
-            "ApiUser" => "firstname",
-            "Note" => "subject",
-            "Delivery" | "Ticket" => "title",
-            "DisplayColumn" => "name",
-            _ => "code",
-        }
+    /// The field used as the `name` key of links to `ty` (§7): the known exceptions first, then
+    /// `code`, `name`, `title`, whichever the type has. `None`: links to it have no name.
+    pub fn name_field(&self, ty: &str) -> Option<&str> {
+        let preferred: &[&str] = match ty {
+            "Project" | "HumanUser" | "Department" | "Tag" | "Status" => &["name"],
+            "ApiUser" => &["name", "firstname"],
+            "Task" | "Reply" => &["content"],
+            "Note" => &["subject"],
+            "Delivery" | "Ticket" => &["title"],
+            // Links to DisplayColumn carry the field's internal name.
+            "DisplayColumn" => return Some("name"),
+            _ => &[],
+        };
+        let fields = self.type_fields(ty)?;
+        preferred
+            .iter()
+            .chain(["code", "name", "title"].iter())
+            .find_map(|f| fields.get_key_value(*f).map(|(k, _)| k.as_str()))
     }
 }
 

@@ -191,7 +191,9 @@ impl Store {
 
     /// The display name of the entity a link points at (`null` when unknown).
     pub fn link_name(&self, ty: &str, id: i64) -> Value {
-        let field = self.schema.name_field(ty);
+        let Some(field) = self.schema.name_field(ty) else {
+            return Value::Null;
+        };
         self.get(ty, id)
             .and_then(|r| r.fields.get(field))
             .cloned()
@@ -209,18 +211,37 @@ impl Store {
         }
     }
 
-    /// The value of a plain field as reads see it (the `entity` of an event is null while that
-    /// entity is retired, §9.1).
+    /// Whether a link resolves: its target exists and is not retired.
+    pub fn link_live(&self, ty: &str, id: i64) -> bool {
+        self.get(ty, id).is_some_and(|r| !r.retired)
+    }
+
+    /// The value of a plain field as reads see it. A link to a retired entity reads as if it
+    /// were absent: an entity field is null, a multi-entity list leaves it out (the site nulls
+    /// the `entity` of an event while that entity is retired, §9.1; the same rule holds for
+    /// every link field). Reviving the target restores the link.
     pub fn field_value(&self, ty: &str, row: &Row, field: &str) -> Value {
         let v = row.fields.get(field).cloned().unwrap_or(Value::Null);
-        if ty == EVENT_TYPE
-            && field == "entity"
-            && let Some((t, i)) = as_link(&v)
-            && self.get(t, i).is_none_or(|r| r.retired)
-        {
-            return Value::Null;
+        let dt =
+            self.schema
+                .data_type(ty, field)
+                .unwrap_or(if ty == EVENT_TYPE && field == "entity" {
+                    "entity"
+                } else {
+                    ""
+                });
+        match (dt, v) {
+            ("entity", v) => match as_link(&v) {
+                Some((t, i)) if !self.link_live(t, i) => Value::Null,
+                _ => v,
+            },
+            ("multi_entity", Value::Array(a)) => Value::Array(
+                a.into_iter()
+                    .filter(|l| as_link(l).is_none_or(|(t, i)| self.link_live(t, i)))
+                    .collect(),
+            ),
+            (_, v) => v,
         }
-        v
     }
 
     /// Expand links only for link-typed fields (a `serializable` value may look like a link).
@@ -314,12 +335,11 @@ impl Store {
     /// Default value of a field for a new row.
     fn default_value(&self, ty: &str, field: &str, dt: &str) -> Value {
         match dt {
-            "checkbox" => Value::Bool(
-                self.schema
-                    .property(ty, field, "default_value")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            ),
+            // A checkbox whose schema default is null reads as null until it is set.
+            "checkbox" => match self.schema.property(ty, field, "default_value") {
+                Some(Value::Null) => Value::Null,
+                other => Value::Bool(other.and_then(Value::as_bool).unwrap_or(false)),
+            },
             "multi_entity" | "tag_list" => json!([]),
             "entity" | "image" | "url" | "serializable" | "date_time" | "date" => Value::Null,
             _ => self

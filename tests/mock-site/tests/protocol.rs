@@ -101,7 +101,7 @@ async fn schema_calls_have_the_wire_shapes() {
     let site = MockSite::start();
     let url = site.url();
     let all = results(&url, "schema_read", Value::Null).await;
-    assert_eq!(all.as_object().unwrap().len(), 10);
+    assert_eq!(all.as_object().unwrap().len(), 19);
     assert_eq!(all["Shot"]["code"]["data_type"]["value"], json!("text"));
     let ents = results(&url, "schema_entity_read", Value::Null).await;
     assert_eq!(ents["HumanUser"]["name"]["value"], json!("Person"));

@@ -1,0 +1,92 @@
+//! The one rule for links, used by return fields, filters, sorts, multi-entity lists and deep
+//! paths alike.
+//!
+//! **A stored link `(type, id)` resolves only to an active row of `type` in the cache.** A link
+//! whose target is retired reads as if it were absent: an entity field is `null` (so `is null`
+//! matches it and `is_not null` does not; `type_is null` matches it), a multi-entity list
+//! leaves it out (`is null` on the list matches when no live link is left), a deep path does not
+//! go through it, its name is never shown and a sort sees `null`. Reviving the target restores
+//! the link: nothing is rewritten, the rule is applied at read time.
+//!
+//! Source: the site nulls `EventLogEntry.entity` while the linked entity is retired, even for
+//! old events (shotgun-api.md §9.1); the same rule is applied to every link field (§7, §11 q6),
+//! and the mock site used as the reference in the tests implements it the same way.
+//!
+//! Every link field's valid types are cached (at least thinly, see
+//! [`crate::schema::selection`]), so "no active row in the cache" means "retired on the site"
+//! (or not yet known to the cache, which the event poller and scanner fix).
+use super::filters::Compiler;
+use super::sql::{Sql, col, ident};
+
+/// A type a link field may point to: its table and the column giving links their `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkTarget {
+    pub entity_type: String,
+    pub table: String,
+    /// The display ("identifier") column, returned as the link's `name` (§7).
+    pub name_column: String,
+}
+
+/// `FROM "table" alias WHERE alias."id" = <id_expr> AND alias."_active" = TRUE`: the row a link
+/// with id `id_expr` resolves to (the caller checks the type). The whole rule is this `WHERE`.
+pub fn resolved_row(table: &str, alias: &str, id_expr: &str) -> Sql {
+    Sql::raw(format!(
+        " FROM {} {alias} WHERE {alias}.\"id\" = {id_expr} AND {alias}.\"_active\" = ",
+        ident(table)
+    ))
+    .bind(true)
+}
+
+impl Compiler<'_> {
+    /// Whether the link stored as (`type_expr`, `id_expr`) resolves (never NULL): false for a
+    /// null link, a link of another type than `targets`, and a link to a retired entity.
+    pub fn live_link(&self, targets: &[LinkTarget], type_expr: &str, id_expr: &str) -> Sql {
+        let parts = targets
+            .iter()
+            .map(|t| {
+                let n = self.alias("n");
+                Sql::raw(format!("{type_expr} = "))
+                    .bind(t.entity_type.clone())
+                    .text(" AND EXISTS (SELECT 1")
+                    .push(resolved_row(&t.table, &n, id_expr))
+                    .text(")")
+            })
+            .collect();
+        Sql::raw("COALESCE(")
+            .push(Sql::join(parts, " OR ", "FALSE"))
+            .text(", FALSE)")
+    }
+
+    /// `expr` when the link (`type_expr`, `id_expr`) resolves, else NULL.
+    pub fn if_live(
+        &self,
+        targets: &[LinkTarget],
+        type_expr: &str,
+        id_expr: &str,
+        expr: Sql,
+    ) -> Sql {
+        Sql::raw("CASE WHEN ")
+            .push(self.live_link(targets, type_expr, id_expr))
+            .text(" THEN ")
+            .push(expr)
+            .text(" END")
+    }
+
+    /// The display name of the link (`type_expr`, `id_expr`); NULL when it does not resolve.
+    pub fn name_expr(&self, targets: &[LinkTarget], type_expr: &str, id_expr: &str) -> Sql {
+        if targets.is_empty() {
+            return Sql::raw("CAST(NULL AS TEXT)");
+        }
+        let mut s = Sql::raw("CASE");
+        for t in targets {
+            let n = self.alias("n");
+            s = s
+                .text(format!(" WHEN {type_expr} = "))
+                .bind(t.entity_type.clone())
+                .text(format!(" THEN (SELECT {}", col(&n, &t.name_column)))
+                .push(resolved_row(&t.table, &n, id_expr))
+                .text(")");
+        }
+        s.text(" ELSE CAST(NULL AS TEXT) END")
+    }
+}
