@@ -429,6 +429,11 @@ async fn the_status_page_renders_for_browsers() {
         });
         assert!(bytes.len() > 1000 && bytes.starts_with(b"\x89PNG"), "a PNG");
     } else {
+        // CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but /usr/bin/chromium is missing: the status page was not rendered"
+        );
         // Straight to stderr: the note shows even when the test harness captures output.
         use std::io::Write as _;
         let _ = writeln!(

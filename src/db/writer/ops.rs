@@ -1,0 +1,270 @@
+//! One [`Apply`]: its ops in order, then its checkpoint, inside the caller's transaction.
+//! Entity rows are written by [`super::upsert`]; the fixed bookkeeping tables here.
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait,
+};
+use serde_json::Value as Json;
+
+use super::StoreError;
+use super::actor::{Apply, ApplyOutcome, Checkpoint, EntityStatePatch, WriteOp};
+use super::upsert::{UpsertSpec, change_links, row_exists, upsert};
+use crate::db::entities::{entity_state, event_cursor, site_info, verification};
+use crate::schema::{CachedEntity, CachedSchema, ColumnLayout};
+use crate::time;
+
+/// Applies `msg`'s ops and checkpoint in `tx`; the first failing op fails the whole message.
+pub(super) async fn apply_ops(
+    tx: &DatabaseTransaction,
+    schema: &CachedSchema,
+    msg: &Apply,
+) -> Result<ApplyOutcome, StoreError> {
+    let mut outcome = ApplyOutcome::default();
+    let now = time::now();
+    for op in &msg.ops {
+        apply_op(tx, schema, op, &now, &mut outcome).await?;
+    }
+    if let Some(checkpoint) = &msg.checkpoint {
+        move_checkpoint(tx, checkpoint, &now).await?;
+    }
+    Ok(outcome)
+}
+
+async fn apply_op(
+    tx: &DatabaseTransaction,
+    schema: &CachedSchema,
+    op: &WriteOp,
+    now: &str,
+    outcome: &mut ApplyOutcome,
+) -> Result<(), StoreError> {
+    match op {
+        WriteOp::Upsert {
+            entity_type,
+            records,
+            mode,
+            active,
+            event_id,
+        } => {
+            let spec = UpsertSpec {
+                mode: *mode,
+                active: *active,
+                event_id: *event_id,
+                now,
+            };
+            upsert(
+                tx,
+                cached_entity(schema, entity_type)?,
+                records,
+                spec,
+                outcome,
+            )
+            .await
+        }
+        WriteOp::SetActive {
+            entity_type,
+            id,
+            active,
+            event_id,
+        } => {
+            let entity = cached_entity(schema, entity_type)?;
+            set_active(tx, entity, *id, *active, *event_id, now, outcome).await
+        }
+        WriteOp::Links {
+            entity_type,
+            id,
+            field,
+            added,
+            removed,
+        } => {
+            let entity = cached_entity(schema, entity_type)?;
+            let table = multi_entity_table(entity, field)?;
+            if !row_exists(tx, entity, *id).await? {
+                outcome.missing.push((entity_type.clone(), *id));
+                return Ok(());
+            }
+            outcome.links_written += change_links(tx, table, *id, added, removed).await?;
+            Ok(())
+        }
+        WriteOp::EntityState { entity_type, patch } => {
+            patch_entity_state(tx, entity_type, patch, now).await
+        }
+        WriteOp::ExpectSchema {
+            entity_type,
+            signature,
+        } => expect_schema(schema, entity_type, signature),
+        WriteOp::SiteInfo { key, value } => store_site_info(tx, key, value, now).await,
+        WriteOp::Verification {
+            entity_type,
+            outcome: verdict,
+            request,
+            diff,
+            entity_ids,
+        } => {
+            verification::ActiveModel {
+                created_at: Set(now.to_owned()),
+                entity_type: Set(entity_type.clone()),
+                outcome: Set(verdict.clone()),
+                request: Set(request.to_string()),
+                diff: Set(diff.to_string()),
+                entity_ids: Set(Json::from(entity_ids.clone()).to_string()),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn cached_entity<'a>(
+    schema: &'a CachedSchema,
+    entity_type: &str,
+) -> Result<&'a CachedEntity, StoreError> {
+    schema
+        .types
+        .get(entity_type)
+        .ok_or_else(|| StoreError::Schema(format!("{entity_type} is not a cached type")))
+}
+
+/// The association table of `entity.field`, which must be a cached multi-entity field.
+fn multi_entity_table<'a>(entity: &'a CachedEntity, field: &str) -> Result<&'a str, StoreError> {
+    match entity.fields.get(field).map(|f| &f.layout) {
+        Some(ColumnLayout::MultiEntity { table }) => Ok(table),
+        _ => Err(StoreError::InvalidValue {
+            entity_type: entity.name.clone(),
+            field: field.to_owned(),
+            problem: "not a cached multi-entity field".to_owned(),
+        }),
+    }
+}
+
+/// Fails unless `entity_type`'s cached field set still has `signature`.
+fn expect_schema(
+    schema: &CachedSchema,
+    entity_type: &str,
+    signature: &str,
+) -> Result<(), StoreError> {
+    match schema.types.get(entity_type).map(CachedEntity::signature) {
+        Some(current) if current == signature => Ok(()),
+        _ => Err(StoreError::SchemaChanged(entity_type.to_owned())),
+    }
+}
+
+/// Retires or revives one row.
+async fn set_active(
+    tx: &DatabaseTransaction,
+    entity: &CachedEntity,
+    id: i64,
+    active: bool,
+    event_id: Option<i64>,
+    now: &str,
+    outcome: &mut ApplyOutcome,
+) -> Result<(), StoreError> {
+    let mut update = Query::update();
+    update
+        .table(Alias::new(&entity.table))
+        .value(Alias::new("_active"), active)
+        .value(Alias::new("_cache_updated_at"), now.to_owned())
+        .and_where(Expr::col(Alias::new("id")).eq(id));
+    if let Some(event_id) = event_id {
+        update.value(Alias::new("_last_log_event_id"), event_id);
+    }
+    let result = tx.execute(&update).await?;
+    if result.rows_affected() == 0 {
+        outcome.missing.push((entity.name.clone(), id));
+    } else {
+        outcome.rows_written += 1;
+    }
+    Ok(())
+}
+
+async fn patch_entity_state(
+    tx: &DatabaseTransaction,
+    entity_type: &str,
+    patch: &EntityStatePatch,
+    now: &str,
+) -> Result<(), StoreError> {
+    let Some(old) = entity_state::Entity::find_by_id(entity_type.to_owned())
+        .one(tx)
+        .await?
+    else {
+        return Err(StoreError::Schema(format!(
+            "{entity_type} is not a cached type"
+        )));
+    };
+    let mut row: entity_state::ActiveModel = old.into();
+    if let Some(v) = patch.complete {
+        row.complete = Set(v);
+    }
+    if let Some(v) = &patch.full_scan_cursor {
+        row.full_scan_cursor = Set(*v);
+    }
+    if let Some(v) = &patch.full_scan_started_at {
+        row.full_scan_started_at = Set(v.clone());
+    }
+    if let Some(v) = &patch.last_full_scan_at {
+        row.last_full_scan_at = Set(v.clone());
+    }
+    if let Some(v) = &patch.scan_checkpoint {
+        row.scan_checkpoint = Set(v.clone());
+    }
+    if let Some(v) = &patch.last_scan_at {
+        row.last_scan_at = Set(v.clone());
+    }
+    row.updated_at = Set(now.to_owned());
+    row.update(tx).await?;
+    Ok(())
+}
+
+async fn store_site_info(
+    tx: &DatabaseTransaction,
+    key: &str,
+    value: &Json,
+    now: &str,
+) -> Result<(), StoreError> {
+    let row = site_info::ActiveModel {
+        key: Set(key.to_owned()),
+        value: Set(value.to_string()),
+        fetched_at: Set(now.to_owned()),
+    };
+    site_info::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(site_info::Column::Key)
+                .update_columns([site_info::Column::Value, site_info::Column::FetchedAt])
+                .to_owned(),
+        )
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves the checkpoint in the transaction of the changes it covers.
+async fn move_checkpoint(
+    tx: &DatabaseTransaction,
+    checkpoint: &Checkpoint,
+    now: &str,
+) -> Result<(), StoreError> {
+    let Checkpoint::Events {
+        last_event_id,
+        open_gaps,
+    } = checkpoint;
+    let row = event_cursor::ActiveModel {
+        name: Set("events".to_owned()),
+        last_event_id: Set(*last_event_id),
+        open_gaps: Set(open_gaps.to_string()),
+        updated_at: Set(now.to_owned()),
+    };
+    event_cursor::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(event_cursor::Column::Name)
+                .update_columns([
+                    event_cursor::Column::LastEventId,
+                    event_cursor::Column::OpenGaps,
+                    event_cursor::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec(tx)
+        .await?;
+    Ok(())
+}
