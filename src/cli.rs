@@ -1,18 +1,13 @@
-//! The command line: `sgcache serve | migrate | schema fetch|show | config check | scan | events | verify`.
-use std::net::TcpListener;
+//! The command line's definitions: `sgcache serve | migrate | schema fetch|show | config check
+//! | scan | events | verify` and the global flags. What each command does is in
+//! [`crate::commands`].
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::actors::schema_loader::{apply_schema, fetch_schema, stored_schema};
 use crate::config::{
-    BindOverride, CliOverrides, Config, LogFormat, LogOverride, Needs, ShotgunOverrides,
-    UrlOverride,
+    BindOverride, CliOverrides, LogFormat, LogOverride, ShotgunOverrides, UrlOverride,
 };
-use crate::db::writer::DbWriterHandle;
-use crate::state::CacheState;
-use crate::upstream::UpstreamClient;
 
 /// A caching proxy for the Shotgun (ShotGrid / Flow Production Tracking) JSON API.
 ///
@@ -120,7 +115,8 @@ pub enum ConfigCommand {
 }
 
 impl Cli {
-    fn overrides(&self) -> CliOverrides {
+    /// The flags that override configuration keys.
+    pub fn overrides(&self) -> CliOverrides {
         CliOverrides {
             shotgun: self
                 .shotgun_url
@@ -134,182 +130,4 @@ impl Cli {
             }),
         }
     }
-}
-
-/// Parses the command line and runs it. Errors are one line on stderr and a non-zero exit.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let explicit = cli.config.as_os_str() != "config.toml";
-    let config = match Config::load(&cli.config, explicit, &cli.overrides()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("sgcache: configuration error: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::telemetry::init(config.log.format, &config.log.level);
-    let needs = match &cli.command {
-        Command::Serve | Command::Scan { .. } | Command::Verify { .. } => Needs::Site,
-        Command::Schema(SchemaCommand::Fetch { .. }) if config.schema.file.is_none() => Needs::Site,
-        _ => Needs::Database,
-    };
-    if let Err(err) = config.validate_for(needs) {
-        eprintln!("sgcache: configuration error: {err}");
-        return ExitCode::from(2);
-    }
-    let result = actix_web::rt::System::new().block_on(run(cli.command, config));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("sgcache: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    match command {
-        Command::Serve => {
-            let listener = TcpListener::bind(&config.server.bind)
-                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.bind))?;
-            let daemon = crate::Daemon::start(config, listener).await?;
-            daemon.run_until_stopped().await?;
-            Ok(())
-        }
-        Command::Migrate => {
-            let pools = crate::db::connect(&config.database).await?;
-            crate::db::migrate(&pools).await?;
-            println!(
-                "migrated {}",
-                crate::config::mask_url_password(&config.database.url)
-            );
-            Ok(())
-        }
-        Command::Schema(SchemaCommand::Fetch { output }) => {
-            let pools = crate::db::connect(&config.database).await?;
-            crate::db::migrate(&pools).await?;
-            let upstream = UpstreamClient::configured(&config.shotgun);
-            let src = fetch_schema(&config, upstream.as_ref()).await?;
-            if let Some(path) = output {
-                std::fs::write(&path, serde_json::to_vec_pretty(&src.schema_read)?)?;
-                println!("saved schema_read to {}", path.display());
-            }
-            let cache = CacheState::new();
-            let (writer, arbiter) =
-                DbWriterHandle::start(pools.writer.clone(), pools.backend, cache);
-            let applied = apply_schema(&src, &config, &pools, &writer).await;
-            arbiter.stop();
-            let applied = applied?;
-            println!(
-                "schema from {}: {} cached types, {} DDL statements, {} fields skipped; needs a full scan: {}",
-                src.source,
-                applied.cached.types.len(),
-                applied.statements,
-                applied.report.skipped.len(),
-                if applied.invalidated.is_empty() {
-                    "none".to_owned()
-                } else {
-                    applied.invalidated.join(", ")
-                }
-            );
-            Ok(())
-        }
-        Command::Schema(SchemaCommand::Show { json }) => {
-            let src = if config.schema.file.is_some() {
-                fetch_schema(&config, None).await?
-            } else {
-                let pools = crate::db::connect(&config.database).await?;
-                crate::db::migrate(&pools).await?;
-                stored_schema(&pools).await?.ok_or_else(|| {
-                    anyhow::anyhow!("no schema stored yet: run `sgcache schema fetch` first")
-                })?
-            };
-            let site = src.parse()?;
-            let (cached, report) = crate::schema::select(&site, &config.schema.rules())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"cached": cached, "report": report})
-                    )?
-                );
-            } else {
-                print!("{}", describe(&cached, &report));
-            }
-            Ok(())
-        }
-        Command::Scan {
-            full,
-            types,
-            projects,
-        } => {
-            crate::actors::scanner::run_scan_command(&config, full, &types, &projects).await?;
-            Ok(())
-        }
-        Command::Events { from } => {
-            let previous =
-                crate::actors::event_poller::set_checkpoint_command(&config, from).await?;
-            println!(
-                "event checkpoint set to {} (was {}): the daemon replays from event {from}",
-                (from - 1).max(0),
-                previous.map_or("none".to_owned(), |p| p.to_string())
-            );
-            Ok(())
-        }
-        Command::Verify { sample, types } => {
-            let reports =
-                crate::actors::verifier::run_verify_command(&config, sample, &types).await?;
-            let mismatched: u64 = reports.iter().map(|r| r.mismatched).sum();
-            if mismatched > 0 {
-                anyhow::bail!("{mismatched} cached rows differ from the site");
-            }
-            Ok(())
-        }
-        Command::Config(ConfigCommand::Check) => {
-            print!("{}", config.to_masked_toml());
-            eprintln!("configuration OK");
-            Ok(())
-        }
-    }
-}
-
-/// The text form of `schema show`.
-fn describe(
-    cached: &crate::schema::CachedSchema,
-    report: &crate::schema::SelectionReport,
-) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    for entity in cached.types.values() {
-        let _ = writeln!(
-            out,
-            "{} -> table {} (link name from {})",
-            entity.name,
-            entity.table,
-            entity.display_field.as_deref().unwrap_or("-")
-        );
-        for field in entity.fields.values() {
-            let _ = writeln!(
-                out,
-                "  {:<32} {:<14} {}",
-                field.name,
-                field.data_type,
-                field.layout.columns().join(", ")
-            );
-        }
-    }
-    if !report.skipped.is_empty() {
-        let _ = writeln!(out, "not cached (reads that need these pass through):");
-        for skipped in &report.skipped {
-            let _ = writeln!(
-                out,
-                "  {}.{}: {}",
-                skipped.entity_type, skipped.field, skipped.reason
-            );
-        }
-    }
-    for warning in &report.warnings {
-        let _ = writeln!(out, "warning: {warning}");
-    }
-    out
 }

@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod api3;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -82,8 +83,7 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let config = Arc::new(config);
         // The database comes first: if it is unreachable nothing has started yet.
-        let pools = db::connect(&config.database).await?;
-        db::migrate(&pools).await?;
+        let pools = db::open(&config.database).await?;
 
         let cache = CacheState::new();
         cache.set_complete(db::writer::load_complete(&pools.reader).await?);

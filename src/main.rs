@@ -1,4 +1,4 @@
-//! The `sgcache` binary: a thin shell around [`sgcache::cli::main`].
+//! The `sgcache` binary: a thin shell around [`sgcache::commands::main`].
 fn main() -> std::process::ExitCode {
-    sgcache::cli::main()
+    sgcache::commands::main()
 }

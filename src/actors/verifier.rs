@@ -27,7 +27,7 @@
 //! While the site is unreachable a failed re-run is counted as an error and the verifier waits
 //! `verify.error_backoff` before the next one (reads keep being answered; the queue drops).
 //!
-//! [`run_verify_command`] is `sgcache verify --sample N`: N random cached rows per type,
+//! `sgcache verify --sample N` ([`crate::commands`]) uses [`verify_sample`]: N random cached rows per type,
 //! every cached field compared with the site's values.
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,7 +41,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::ActorStats;
 use crate::config::{Config, ShotgunConfig, VerifyConfig, VerifyMode};
@@ -942,55 +942,6 @@ pub async fn verify_sample(
         }
         reports.push(report);
     }
-    Ok(reports)
-}
-
-/// `sgcache verify --sample N`: prints one line per type; fails when anything mismatched.
-pub async fn run_verify_command(
-    config: &Config,
-    sample: u64,
-    types: &[String],
-) -> anyhow::Result<Vec<SampleReport>> {
-    use crate::actors::schema_loader::{fetch_schema, stored_schema};
-    let pools = crate::db::connect(&config.database).await?;
-    crate::db::migrate(&pools).await?;
-    let src = if config.schema.file.is_some() {
-        fetch_schema(config, None).await?
-    } else {
-        stored_schema(&pools)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no schema stored yet: nothing is cached"))?
-    };
-    let site = src.parse()?;
-    let (mut cached, _) = crate::schema::select(&site, &config.schema.rules())?;
-    // Only types whose tables exist (recorded in sgcache_entity_state).
-    let states = crate::db::registry::entity_states(&pools.reader).await?;
-    let present: BTreeSet<String> = states
-        .into_iter()
-        .filter(|s| s.cached)
-        .map(|s| s.entity_type)
-        .collect();
-    cached
-        .types
-        .retain(|name, _| present.contains(name) && (types.is_empty() || types.contains(name)));
-    let upstream = UpstreamClient::new(&config.shotgun);
-    let reports = verify_sample(&upstream, &pools.reader, &cached, sample).await?;
-    for r in &reports {
-        let fields = if r.fields.is_empty() {
-            String::new()
-        } else {
-            let list: Vec<String> = r.fields.iter().map(|(f, n)| format!("{f} ({n})")).collect();
-            format!("; fields: {}; ids: {:?}", list.join(", "), r.ids)
-        };
-        println!(
-            "{}: checked {}, matched {}, mismatched {}{}",
-            r.entity_type, r.checked, r.matched, r.mismatched, fields
-        );
-    }
-    let checked: u64 = reports.iter().map(|r| r.checked).sum();
-    let mismatched: u64 = reports.iter().map(|r| r.mismatched).sum();
-    println!("total: checked {checked}, mismatched {mismatched}");
-    info!(checked, mismatched, "verify done");
     Ok(reports)
 }
 

@@ -136,6 +136,14 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Connects both pools and creates or upgrades the fixed tables: what the daemon and every
+/// command that touches the database start with.
+pub async fn open(config: &DatabaseConfig) -> Result<Pools, StoreError> {
+    let pools = connect(config).await?;
+    migrate(&pools).await?;
+    Ok(pools)
+}
+
 /// Creates or upgrades the fixed tables (idempotent).
 pub async fn migrate(pools: &Pools) -> Result<(), StoreError> {
     migration::Migrator::up(&pools.writer, None).await?;

@@ -38,14 +38,12 @@
 //! When the site is down the poll is retried with back-off and jitter, from the same place.
 
 mod actor;
-mod command;
 pub mod cursor;
 pub mod page;
 pub mod plan;
 mod stats;
 
 pub use actor::EventPoller;
-pub use command::set_checkpoint_command;
 pub use cursor::{Cursor, OpenGaps};
 pub use page::{PageReport, PollContext, events_request, load_cursor, newest_event_id, poll_page};
 pub use plan::{EventAction, EventKind, event_date_time, parse_event_type};

@@ -6,7 +6,7 @@
 //!
 //! Files: [`scan`] (pages, cursors, full and incremental scans), [`reconcile`] (id-set
 //! reconciliation), [`actor`] (the schedule and the per-type error decision), [`stats`]
-//! (`/status` figures), `command` (`sgcache scan`).
+//! (`/status` figures) (`sgcache scan` is in `crate::commands`).
 //!
 //! **Full scan** (types not `complete`): keyset paging on `id` (`id > cursor`, sorted by id),
 //! every cached field, first `return_only: "active"`, then `return_only: "retired"`. Each page
@@ -38,13 +38,11 @@
 //! Faults and database errors end the run with an error; the actor retries later with
 //! back-off and the full scan resumes from its stored cursor.
 pub mod actor;
-mod command;
 pub mod reconcile;
 pub mod scan;
 mod stats;
 
 pub use actor::Scanner;
-pub use command::run_scan_command;
 pub use reconcile::{reconcile_type, reset_full_scan};
 pub use scan::{
     NoObserver, Pass, ScanObserver, ScanOptions, ScanProgress, ScanSummary, decode_cursor,
