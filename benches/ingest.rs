@@ -150,7 +150,7 @@ async fn run(mut db: BenchDb, shots: usize, fast: bool) -> Row {
     let mut shotgun = config.shotgun.clone();
     let fast_site = fast.then(|| start_fast_site(&site));
     if let Some((url, _)) = &fast_site {
-        shotgun.url = url.clone();
+        shotgun.url = Some(url.parse().expect("the fast site URL"));
     }
     let upstream = UpstreamClient::new(&shotgun);
     let opts = ScanOptions::from_config(&config);

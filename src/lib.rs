@@ -100,7 +100,7 @@ impl Daemon {
         .start();
         // Full scans of incomplete types and periodic incremental scans (waits for the schema).
         let scanner_stats = Arc::new(ScannerStats::default());
-        let scanner = (config.scanner.enabled && !config.shotgun.url.is_empty()).then(|| {
+        let scanner = (config.scanner.enabled && config.shotgun.url.is_some()).then(|| {
             Scanner::new(
                 config.clone(),
                 pools.clone(),
@@ -112,7 +112,7 @@ impl Daemon {
         });
         // Follows the EventLogEntry stream (waits for the schema; see actors::event_poller).
         let event_poller_stats = Arc::new(EventPollerStats::default());
-        let event_poller = (config.events.enabled && !config.shotgun.url.is_empty()).then(|| {
+        let event_poller = (config.events.enabled && config.shotgun.url.is_some()).then(|| {
             EventPoller::new(
                 config.clone(),
                 pools.clone(),
@@ -140,7 +140,7 @@ impl Daemon {
         // Re-runs locally answered reads against the site and compares (see actors::verifier).
         let verifier_stats = Arc::new(VerifierStats::default());
         let (verifier, verifier_handle) =
-            if config.verify.mode != config::VerifyMode::Off && !config.shotgun.url.is_empty() {
+            if config.verify.mode != config::VerifyMode::Off && config.shotgun.url.is_some() {
                 let (actor, handle) = Verifier::new(
                     &config,
                     writer.clone(),
@@ -171,7 +171,12 @@ impl Daemon {
             started_at: time::now(),
             backend: pools.backend,
             database_url: config.database.url.clone(),
-            site_url: config.shotgun.url.clone(),
+            site_url: config
+                .shotgun
+                .url
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             cache: cache.clone(),
             writer: writer.stats().clone(),
             schema_loader: loader_stats,

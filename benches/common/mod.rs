@@ -113,7 +113,7 @@ pub fn config(db: &BenchDb, site: &MockSite) -> Config {
     config.database.max_connections = 8;
     config.server.bind = "127.0.0.1:0".to_owned();
     config.server.workers = 2;
-    config.shotgun.url = site.url();
+    config.shotgun.url = Some(site.url().parse().expect("the mock site URL"));
     config.shotgun.script_name = "sgcache".to_owned();
     config.shotgun.api_key = Secret::new("test-key");
     config.shotgun.retry_backoff = Duration::from_millis(20);

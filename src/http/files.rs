@@ -45,7 +45,11 @@ impl FileProxy {
             .finish();
         FileProxy {
             client,
-            site: site_root(&config.url),
+            site: config
+                .url
+                .as_ref()
+                .map(|url| site_root(url.as_str()))
+                .unwrap_or_default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use rand::Rng;
 use serde_json::{Value as Json, json};
 use tracing::{debug, warn};
 
-use crate::config::ShotgunConfig;
+use crate::config::{ShotgunConfig, SiteUrl};
 
 /// Largest reply accepted from the site (a big site's `schema_read` is a few MiB).
 pub(crate) const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
@@ -71,7 +71,7 @@ impl UpstreamClient {
             .finish();
         UpstreamClient {
             client,
-            endpoint: api_endpoint(&config.url),
+            endpoint: site_endpoint(config.url.as_ref()),
             auth: json!({
                 "script_name": config.script_name,
                 "script_key": config.api_key.expose(),
@@ -84,7 +84,7 @@ impl UpstreamClient {
 
     /// A client for the configured site, or `None` when `shotgun.url` is not set.
     pub fn configured(config: &ShotgunConfig) -> Option<UpstreamClient> {
-        (!config.url.is_empty()).then(|| UpstreamClient::new(config))
+        config.url.as_ref().map(|_| UpstreamClient::new(config))
     }
 
     pub fn endpoint(&self) -> &str {
@@ -159,6 +159,12 @@ impl UpstreamClient {
 /// drops a prefix without a trailing slash; sgcache keeps whatever path the URL has.
 pub fn api_endpoint(site_url: &str) -> String {
     format!("{}/api3/json", site_url.trim_end_matches('/'))
+}
+
+/// The api3 endpoint of `site`. Without a site (clients built whatever the configuration, e.g.
+/// one pass-through client per HTTP worker) the endpoint has no host: every request fails.
+pub fn site_endpoint(site: Option<&SiteUrl>) -> String {
+    api_endpoint(site.map_or("", SiteUrl::as_str))
 }
 
 /// Turns an HTTP reply into `results`, a typed fault, or an error.

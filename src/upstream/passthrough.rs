@@ -50,7 +50,7 @@ impl PassThrough {
             .finish();
         PassThrough {
             client,
-            endpoint: super::api_endpoint(&config.url),
+            endpoint: super::site_endpoint(config.url.as_ref()),
             timeout: config.timeout,
         }
     }

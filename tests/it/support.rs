@@ -146,7 +146,7 @@ pub fn test_config(db: &TestDb, site: Option<&MockSite>) -> Config {
     config.server.bind = "127.0.0.1:0".to_owned();
     config.server.workers = 1;
     if let Some(site) = site {
-        config.shotgun.url = site.url();
+        config.shotgun.url = Some(site.url().parse().expect("the mock site URL"));
     }
     config.shotgun.script_name = "sgcache".to_owned();
     config.shotgun.api_key = Secret::new("test-key");

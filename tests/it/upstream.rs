@@ -10,7 +10,7 @@ use crate::support::MockSite;
 
 fn client(site: &MockSite, key: &str, attempts: u32) -> UpstreamClient {
     UpstreamClient::new(&ShotgunConfig {
-        url: site.url(),
+        url: Some(site.url().parse().expect("the mock site URL")),
         script_name: "sgcache".into(),
         api_key: Secret::new(key),
         timeout: Duration::from_secs(2),

@@ -39,7 +39,7 @@ impl EventPoller {
         schema_loader: Option<Addr<SchemaLoader>>,
         stats: Arc<EventPollerStats>,
     ) -> Self {
-        let ctx = (!config.shotgun.url.is_empty()).then(|| PollContext {
+        let ctx = config.shotgun.url.is_some().then(|| PollContext {
             upstream: Rc::new(UpstreamClient::new(&config.shotgun)),
             config: config.clone(),
             pools,
