@@ -27,13 +27,13 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tracing::{info, warn};
 
-use crate::actors::Stop;
 use crate::actors::event_poller::{EventPoller, EventPollerStats};
 use crate::actors::scanner::{Scanner, ScannerStats};
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
 use crate::actors::site_info::{SiteInfo, SiteInfoState};
 use crate::actors::verifier::{Verifier, VerifierStats};
 use crate::actors::write_back::{WriteBack, WriteBackStats};
+use crate::actors::{ActorFailure, Stop, Supervisor};
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, StoreError};
@@ -59,6 +59,7 @@ pub struct Daemon {
     pub cache: Arc<CacheState>,
     pub writer: DbWriterHandle,
     pub schema_loader: Addr<SchemaLoader>,
+    pub schema_loader_stats: Arc<SchemaLoaderStats>,
     /// `None` when `scanner.enabled` is false or no site is configured.
     pub scanner: Option<Addr<Scanner>>,
     pub scanner_stats: Arc<ScannerStats>,
@@ -68,6 +69,8 @@ pub struct Daemon {
     /// `None` when `verify.mode` is off or no site is configured.
     pub verifier: Option<Addr<Verifier>>,
     pub verifier_stats: Arc<VerifierStats>,
+    /// Where the actors report failures; a fatal one stops [`Daemon::run_until_stopped`].
+    pub supervisor: Supervisor,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
     writer_arbiter: Arbiter,
@@ -89,6 +92,8 @@ impl Daemon {
         cache.set_complete(db::writer::load_complete(&pools.reader).await?);
         let (writer, writer_arbiter) =
             DbWriterHandle::start(pools.writer.clone(), pools.backend, cache.clone());
+        let supervisor = Supervisor::default();
+        watch_writer(&writer, &config.database.url, &supervisor);
         let loader_stats = Arc::new(SchemaLoaderStats::default());
         let schema_loader = SchemaLoader::new(
             config.clone(),
@@ -166,7 +171,16 @@ impl Daemon {
             schema_replies: Default::default(),
         });
 
+        loader_stats.actor.supervise("schema_loader", &supervisor);
+        scanner_stats.actor.supervise("scanner", &supervisor);
+        event_poller_stats
+            .actor
+            .supervise("event_poller", &supervisor);
+        write_back_stats.actor.supervise("write_back", &supervisor);
+        verifier_stats.actor.supervise("verifier", &supervisor);
+        site_info.stats.supervise("site_info", &supervisor);
         let sources = Arc::new(StatusSources {
+            supervisor: supervisor.clone(),
             started: Instant::now(),
             started_at: time::now(),
             backend: pools.backend,
@@ -179,7 +193,7 @@ impl Daemon {
                 .unwrap_or_default(),
             cache: cache.clone(),
             writer: writer.stats().clone(),
-            schema_loader: loader_stats,
+            schema_loader: loader_stats.clone(),
             scanner: scanner_stats.clone(),
             event_poller: event_poller_stats.clone(),
             requests: request_stats.clone(),
@@ -223,12 +237,14 @@ impl Daemon {
             cache,
             writer,
             schema_loader,
+            schema_loader_stats: loader_stats,
             scanner,
             scanner_stats,
             event_poller,
             event_poller_stats,
             verifier,
             verifier_stats,
+            supervisor,
             server: Some(server),
             handle,
             writer_arbiter,
@@ -248,8 +264,17 @@ impl Daemon {
         let Some(mut server) = self.server.take() else {
             return Ok(());
         };
+        let supervisor = self.supervisor.clone();
         let result = tokio::select! {
             result = &mut server => Some(result),
+            failure = supervisor.fatal() => {
+                warn!(actor = failure.actor, error = %failure.error,
+                      "stopping: a part of the daemon failed fatally");
+                self.handle.stop(true).await;
+                let _ = server.await;
+                self.shutdown_actors(Instant::now() + self.shutdown_timeout).await;
+                return Err(fatal_error(&failure));
+            }
             signal = shutdown_signal() => {
                 info!(signal, timeout = %humantime::format_duration(self.shutdown_timeout),
                       "stopping: no new connections, finishing requests in flight");
@@ -305,6 +330,7 @@ impl Daemon {
     }
 
     async fn shutdown_actors(&self, deadline: Instant) -> bool {
+        self.supervisor.set_stopping();
         let mut clean = true;
         // 1. Write-backs handed to the WriteBack actor by requests (a write answered after
         //    `server.write_back_wait` may still be re-reading from the site): wait for them, so
@@ -328,6 +354,8 @@ impl Daemon {
             );
             clean = false;
         }
+        // The schema loader's retries would only fail against a stopped DbWriter.
+        let _ = self.schema_loader.send(Stop).await;
         // 2. Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
         if let Some(poller) = &self.event_poller {
             let _ = poller.send(Stop).await;
@@ -363,6 +391,65 @@ impl Daemon {
         self.writer_arbiter.stop();
         self.pools.reader.clone().close().await.ok();
         clean
+    }
+}
+
+/// The error [`Daemon::run_until_stopped`] ends with after a fatal failure.
+fn fatal_error(failure: &ActorFailure) -> std::io::Error {
+    std::io::Error::other(format!(
+        "stopped after a fatal failure of the {}: {}",
+        failure.actor, failure.error
+    ))
+}
+
+/// How often the DbWriter's liveness and the SQLite file are checked.
+const WRITER_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Reports a fatal `db_writer` failure when the DbWriter stops (its Arbiter or actor gone)
+/// or the SQLite database file disappears, unless the daemon is stopping on purpose.
+/// Retrying writes would not help in either case: every write after it would be lost.
+fn watch_writer(writer: &DbWriterHandle, database_url: &str, supervisor: &Supervisor) {
+    let writer = writer.clone();
+    let file = db::sqlite_file(database_url).map(|path| {
+        let path = path.to_path_buf();
+        let identity = file_identity(&path);
+        (path, identity)
+    });
+    let supervisor = supervisor.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(WRITER_WATCH_INTERVAL).await;
+            if supervisor.is_stopping() {
+                return;
+            }
+            let problem = if !writer.is_alive() {
+                Some("the DbWriter stopped".to_owned())
+            } else {
+                file.as_ref()
+                    .filter(|(path, identity)| file_identity(path) != *identity)
+                    .map(|(path, _)| format!("the database file {} is gone", path.display()))
+            };
+            if let Some(problem) = problem {
+                supervisor.report(ActorFailure::new("db_writer", problem, true));
+                return;
+            }
+        }
+    });
+}
+
+/// Which file `path` is: a new connection re-creates a deleted SQLite file, so the daemon
+/// compares identities rather than checking that a file exists (`None`: no file).
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
     }
 }
 

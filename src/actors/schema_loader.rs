@@ -216,6 +216,9 @@ pub struct SchemaLoader {
     refresh_interval: Duration,
     in_flight: bool,
     failures: u32,
+    /// The one scheduled next load: a [`Reload`] replaces it instead of starting a second
+    /// refresh loop beside it.
+    next_load: Option<SpawnHandle>,
 }
 
 impl SchemaLoader {
@@ -237,7 +240,19 @@ impl SchemaLoader {
             stats,
             in_flight: false,
             failures: 0,
+            next_load: None,
         }
+    }
+
+    /// Schedules the next load after `delay`, replacing any scheduled one.
+    fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(previous) = self.next_load.take() {
+            ctx.cancel_future(previous);
+        }
+        self.next_load = Some(ctx.run_later(delay, |act, ctx| {
+            act.next_load = None;
+            act.load(ctx);
+        }));
     }
 
     fn load(&mut self, ctx: &mut Context<Self>) {
@@ -326,7 +341,7 @@ impl SchemaLoader {
                 }
             };
             let delay = retry_after.unwrap_or(act.refresh_interval);
-            ctx.run_later(delay, |act, ctx| act.load(ctx));
+            act.schedule(delay, ctx);
         }));
     }
 }
@@ -336,6 +351,14 @@ impl Actor for SchemaLoader {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.load(ctx);
+    }
+}
+
+impl Handler<super::Stop> for SchemaLoader {
+    type Result = ();
+
+    fn handle(&mut self, _msg: super::Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

@@ -114,18 +114,23 @@ fn options(config: &DatabaseConfig, backend: Backend, max: u32) -> ConnectOption
     opts
 }
 
-/// `sqlite://var/sgcache.sqlite` → creates `var/`.
-fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite:")
+/// The file of a `sqlite://PATH` URL (`None` for in-memory databases and other backends).
+pub fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest
         .trim_start_matches("//")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// `sqlite://var/sgcache.sqlite` → creates `var/`.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let Some(path) = sqlite_file(url) else {
         return Ok(());
-    }
-    if let Some(dir) = Path::new(path).parent()
+    };
+    if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {

@@ -24,6 +24,8 @@ use crate::state::{CacheState, CacheView};
 
 /// Everything `/status` reads, shared with the running actors.
 pub struct StatusSources {
+    /// Where the actors report failures (the last ones are shown).
+    pub supervisor: crate::actors::Supervisor,
     pub started: Instant,
     pub started_at: String,
     pub backend: Backend,
@@ -58,6 +60,8 @@ pub struct StatusDocument {
     pub cache: CacheStatus,
     pub schema: SchemaStatus,
     pub actors: ActorsStatus,
+    /// The last failures the actors reported, oldest first.
+    pub failures: Vec<crate::actors::ActorFailure>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -185,6 +189,7 @@ impl StatusSources {
                 verifier: self.verifier.snapshot(),
             },
             requests,
+            failures: self.supervisor.recent(),
         }
     }
 
@@ -320,6 +325,7 @@ mod tests {
             "database",
             "database.backend",
             "database.url",
+            "failures",
             "upstream",
             "upstream.url",
             "upstream.reachable",

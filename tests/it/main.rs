@@ -15,6 +15,7 @@ mod python_client;
 mod query;
 mod scanner;
 mod schema_calls;
+mod supervision;
 mod upstream;
 mod verify;
 mod writer;

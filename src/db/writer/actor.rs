@@ -239,6 +239,16 @@ impl DbWriterHandle {
         (DbWriterHandle { addr, stats }, arbiter)
     }
 
+    /// Whether the actor is still running (its Arbiter alive, not stopped).
+    pub fn is_alive(&self) -> bool {
+        self.addr.connected()
+    }
+
+    /// Stops the DbWriter after the messages already in its mailbox.
+    pub async fn stop(&self) {
+        let _ = self.addr.send(crate::actors::Stop).await;
+    }
+
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
@@ -328,6 +338,14 @@ macro_rules! with_retry {
             }
         }
     }};
+}
+
+impl Handler<crate::actors::Stop> for DbWriter {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::actors::Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
 }
 
 impl Handler<Apply> for DbWriter {
