@@ -52,6 +52,7 @@ pub(crate) mod test_support {
             table: "shot".to_owned(),
             display_field: Some("code".to_owned()),
             fields,
+            thin: false,
         }
     }
 
