@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::db::StoreError;
 use crate::db::reader::rows::stored_links;
 use crate::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
-use crate::schema::{CachedSchema, values};
+use crate::schema::{CachedEntity, CachedSchema, values};
 use crate::state::CacheState;
 use crate::upstream::fetch::{self, ReadArgs, entities_of};
 use crate::upstream::refresh::{Gone, refresh, upsert};
@@ -168,14 +168,31 @@ async fn touched_by_item(
     result: &Json,
     touched: &mut Touched,
 ) -> Result<(), StoreError> {
-    let Some(entity_type) = args.get("type").and_then(Json::as_str) else {
-        return Ok(());
-    };
+    // The other side of every link this write set or cleared.
+    if let Some((entity, id, written)) = touched_by_reply(schema, method, args, result, touched) {
+        for (t, i) in stored_links(db, entity, id, &written).await? {
+            touched.refetch(schema, &t, i);
+        }
+    }
+    Ok(())
+}
+
+/// What one write item touched, from the request and the site's reply (pure). Returns the
+/// written row and its written fields when the links the cache holds for them (before this
+/// write) must be re-read too.
+fn touched_by_reply<'s>(
+    schema: &'s CachedSchema,
+    method: &str,
+    args: &Json,
+    result: &Json,
+    touched: &mut Touched,
+) -> Option<(&'s CachedEntity, i64, Vec<String>)> {
+    let entity_type = args.get("type").and_then(Json::as_str)?;
     let id = match method {
         "create" => result.get("id").and_then(Json::as_i64),
         _ => args.get("id").and_then(Json::as_i64),
     };
-    let Some(id) = id else { return Ok(()) };
+    let id = id?;
     let written: Vec<String> = args
         .get("fields")
         .and_then(Json::as_array)
@@ -195,21 +212,15 @@ async fn touched_by_item(
             if result.as_bool() == Some(true) && schema.types.contains_key(entity_type) {
                 touched.retire.push((entity_type.to_owned(), id));
             }
-            return Ok(());
+            return None;
         }
         "revive" => {
             touched.refetch(schema, entity_type, id);
-            return Ok(());
+            return None;
         }
         _ => {}
     }
     touched.refetch(schema, entity_type, id);
-    // The other side of every link this write set or cleared.
-    if let Some(entity) = schema.types.get(entity_type) {
-        for (t, i) in stored_links(db, entity, id, &written).await? {
-            touched.refetch(schema, &t, i);
-        }
-    }
     for field in &written {
         if let Some(value) = result.get(field) {
             touched.refetch_links(schema, value);
@@ -227,7 +238,10 @@ async fn touched_by_item(
             .children
             .push(("Task".into(), "entity".into(), entity_type.to_owned(), id));
     }
-    Ok(())
+    schema
+        .types
+        .get(entity_type)
+        .map(|entity| (entity, id, written))
 }
 
 impl WriteBack {
@@ -404,5 +418,126 @@ impl Handler<AfterRead> for WriteBack {
             }
             result
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> CachedSchema {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/schema_read.json"
+        );
+        let text = std::fs::read_to_string(path).expect("fixture");
+        let site =
+            crate::schema::SiteSchema::from_json(&serde_json::from_str(&text).expect("JSON"), None)
+                .expect("schema");
+        let rules = crate::schema::SelectionRules {
+            include: vec!["Shot".into(), "Asset".into(), "Sequence".into()],
+            exclude: vec![],
+        };
+        crate::schema::select(&site, &rules).expect("select").0
+    }
+
+    fn refetched(t: &Touched) -> Vec<(String, i64)> {
+        t.refetch
+            .iter()
+            .flat_map(|(ty, ids)| ids.iter().map(move |id| (ty.clone(), *id)))
+            .collect()
+    }
+
+    #[test]
+    fn a_create_touches_the_new_row_and_every_linked_row() {
+        let schema = schema();
+        let mut t = Touched::default();
+        let args = json!({"type": "Shot", "fields": [
+            {"field_name": "code", "value": "a"},
+            {"field_name": "sg_sequence", "value": {"type": "Sequence", "id": 2}},
+            {"field_name": "assets", "value": [{"type": "Asset", "id": 5}, {"type": "Asset", "id": 6}]}]});
+        let reply = json!({"type": "Shot", "id": 9, "code": "a",
+                           "sg_sequence": {"type": "Sequence", "id": 2, "name": "sq"},
+                           "assets": [{"type": "Asset", "id": 5}, {"type": "Asset", "id": 6}]});
+        let lookup = touched_by_reply(&schema, "create", &args, &reply, &mut t);
+        let (entity, id, written) = lookup.expect("stored links to look up");
+        assert_eq!((entity.name.as_str(), id), ("Shot", 9));
+        assert_eq!(written, vec!["code", "sg_sequence", "assets"]);
+        assert_eq!(
+            refetched(&t),
+            vec![
+                ("Asset".to_owned(), 5),
+                ("Asset".to_owned(), 6),
+                ("Sequence".to_owned(), 2),
+                ("Shot".to_owned(), 9)
+            ]
+        );
+        assert!(t.retire.is_empty() && t.children.is_empty());
+    }
+
+    #[test]
+    fn an_update_that_unlinks_touches_the_row_and_looks_up_the_old_links() {
+        let schema = schema();
+        let mut t = Touched::default();
+        let args = json!({"type": "Shot", "id": 3,
+                          "fields": [{"field_name": "assets", "value": []}]});
+        let reply = json!({"type": "Shot", "id": 3, "assets": []});
+        let lookup = touched_by_reply(&schema, "update", &args, &reply, &mut t);
+        // The unlinked assets are only known from the cache's stored links.
+        assert_eq!(
+            lookup.map(|(_, id, w)| (id, w)),
+            Some((3, vec!["assets".to_owned()]))
+        );
+        assert_eq!(refetched(&t), vec![("Shot".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn delete_retires_revive_refetches_and_uncached_types_are_left_alone() {
+        let schema = schema();
+        let mut t = Touched::default();
+        let gone = json!({"type": "Shot", "id": 4});
+        assert!(touched_by_reply(&schema, "delete", &gone, &json!(true), &mut t).is_none());
+        assert_eq!(t.retire, vec![("Shot".to_owned(), 4)]);
+        // A delete the site refused retires nothing.
+        let other = json!({"type": "Shot", "id": 5});
+        touched_by_reply(&schema, "delete", &other, &json!(false), &mut t);
+        assert_eq!(t.retire.len(), 1);
+        assert!(touched_by_reply(&schema, "revive", &gone, &json!(true), &mut t).is_none());
+        assert_eq!(refetched(&t), vec![("Shot".to_owned(), 4)]);
+        let mut u = Touched::default();
+        let uncached = json!({"type": "Reading", "id": 1, "fields": []});
+        assert!(touched_by_reply(&schema, "update", &uncached, &uncached, &mut u).is_none());
+        assert!(u.refetch.is_empty() && u.retire.is_empty());
+    }
+
+    #[test]
+    fn each_batch_item_is_taken_by_its_request_type() {
+        let schema = schema();
+        let mut t = Touched::default();
+        let items = [
+            (
+                json!({"request_type": "create", "type": "Asset", "fields": []}),
+                json!({"type": "Asset", "id": 11}),
+            ),
+            (
+                json!({"request_type": "update", "type": "Shot", "id": 2, "fields": []}),
+                json!({"type": "Shot", "id": 2}),
+            ),
+            (
+                json!({"request_type": "delete", "type": "Sequence", "id": 1}),
+                json!(true),
+            ),
+        ];
+        for (item, result) in &items {
+            let kind = item["request_type"].as_str().unwrap_or_default();
+            touched_by_reply(&schema, kind, item, result, &mut t);
+        }
+        assert_eq!(
+            refetched(&t),
+            vec![("Asset".to_owned(), 11), ("Shot".to_owned(), 2)]
+        );
+        assert_eq!(t.retire, vec![("Sequence".to_owned(), 1)]);
     }
 }
