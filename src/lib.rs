@@ -169,6 +169,7 @@ impl Daemon {
             auth: Arc::new(AuthGate::new(&config)),
             verifier: verifier_handle,
             schema_replies: Default::default(),
+            projects: config.scanner.projects.clone(),
         });
 
         loader_stats.actor.supervise("schema_loader", &supervisor);

@@ -113,6 +113,8 @@ pub struct SchemaStatus {
     pub complete_types: usize,
     /// Cached types not complete yet.
     pub priming: Vec<String>,
+    /// Types cached only thinly, as link targets (id, updated_at, display field).
+    pub thin_types: Vec<String>,
     pub types: BTreeMap<String, SchemaTypeStatus>,
 }
 
@@ -123,6 +125,8 @@ pub struct SchemaTypeStatus {
     pub multi_entity_fields: usize,
     pub display_field: Option<String>,
     pub complete: bool,
+    /// Cached only as a link target (see `schema.thin_types`).
+    pub thin: bool,
 }
 
 /// Each actor's section, in the order the page lists them.
@@ -246,6 +250,7 @@ impl StatusSources {
                     multi_entity_fields: multi,
                     display_field: entity.display_field.clone(),
                     complete: view.complete.contains(name),
+                    thin: entity.thin,
                 };
                 (name.clone(), status)
             })
@@ -261,6 +266,7 @@ impl StatusSources {
                 .filter(|t| !view.complete.contains(*t))
                 .cloned()
                 .collect(),
+            thin_types: view.schema.thin_types().map(str::to_owned).collect(),
             types,
         }
     }
@@ -349,6 +355,7 @@ mod tests {
             "schema.cached_types",
             "schema.complete_types",
             "schema.priming",
+            "schema.thin_types",
             "schema.types",
             "actors",
             "actors.request_handler",

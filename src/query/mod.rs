@@ -39,7 +39,7 @@ pub mod projects;
 pub mod select;
 pub mod sql;
 
-pub use plan::plan_read;
+pub use plan::{plan_read, plan_read_restricted};
 pub use select::{Decode, OutField};
 pub use sql::{Dialect, Sql};
 
@@ -55,6 +55,8 @@ pub enum PassReason {
     UncachedField(String),
     UnsupportedRelation(String),
     UnsupportedFeature(String),
+    /// `scanner.projects` is set and the filters do not restrict the read to those projects.
+    ProjectNotRestricted,
     // The request handler's.
     /// A client write of the type is still being written back: the site has the truth.
     PendingWrite,
@@ -89,6 +91,7 @@ impl PassReason {
             PassReason::UncachedField(_) => "uncached_field",
             PassReason::UnsupportedRelation(_) => "unsupported_relation",
             PassReason::UnsupportedFeature(_) => "unsupported_feature",
+            PassReason::ProjectNotRestricted => "outside_cached_projects",
             PassReason::PendingWrite => "pending_write",
             PassReason::LocalError => "local_error",
             PassReason::NoCredentials => "no_credentials",
@@ -112,6 +115,9 @@ impl std::fmt::Display for PassReason {
             PassReason::UncachedField(x) => write!(f, "field {x} is not cached"),
             PassReason::UnsupportedRelation(x) => write!(f, "relation {x} is not supported"),
             PassReason::UnsupportedFeature(x) => write!(f, "{x} is not supported"),
+            PassReason::ProjectNotRestricted => f.write_str(
+                "the filters do not restrict the read to the cached projects (scanner.projects)",
+            ),
             PassReason::PendingWrite => f.write_str("a write of the type is being written back"),
             PassReason::LocalError => f.write_str("the local read failed"),
             PassReason::NoCredentials => f.write_str("the request carries no credentials"),

@@ -14,7 +14,8 @@ use crate::schema::{Backend, CachedSchema, SiteSchema};
 /// Most bind parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
 pub const MAX_PARAMS: usize = 30_000;
 
-/// Decides whether `req` can be answered from the cache and compiles it for `backend`.
+/// Decides whether `req` can be answered from the cache and compiles it for `backend`, with no
+/// project restriction (see [`plan_read_restricted`]).
 ///
 /// Errors only for requests the site would reject for sure: a filter on a field that does not
 /// exist on the site. Everything the cache cannot answer exactly is passed through.
@@ -25,7 +26,21 @@ pub fn plan_read(
     complete: &BTreeSet<String>,
     backend: Backend,
 ) -> Result<Decision, ApiError> {
-    plan_read_at(req, cached, site, complete, backend, Utc::now())
+    plan_read_restricted(req, cached, site, complete, backend, &[])
+}
+
+/// [`plan_read`] for a cache restricted to the projects `projects` (`scanner.projects`; empty =
+/// every project): a read of a type with a cached `project` field is local only when its
+/// filters restrict it to those projects ([`super::projects::restricted_to`]).
+pub fn plan_read_restricted(
+    req: &ReadRequest,
+    cached: &CachedSchema,
+    site: &SiteSchema,
+    complete: &BTreeSet<String>,
+    backend: Backend,
+    projects: &[i64],
+) -> Result<Decision, ApiError> {
+    plan(req, cached, site, complete, backend, projects, Utc::now())
 }
 
 /// [`plan_read`] with an explicit "now" for time relations.
@@ -35,6 +50,18 @@ pub fn plan_read_at(
     site: &SiteSchema,
     complete: &BTreeSet<String>,
     backend: Backend,
+    now: DateTime<Utc>,
+) -> Result<Decision, ApiError> {
+    plan(req, cached, site, complete, backend, &[], now)
+}
+
+fn plan(
+    req: &ReadRequest,
+    cached: &CachedSchema,
+    site: &SiteSchema,
+    complete: &BTreeSet<String>,
+    backend: Backend,
+    projects: &[i64],
     now: DateTime<Utc>,
 ) -> Result<Decision, ApiError> {
     let Some(root) = cached.entity(&req.entity_type) else {
@@ -92,6 +119,10 @@ pub fn plan_read_at(
         Err(r) => return Ok(Decision::PassThrough(r)),
     };
     match build(&c, req, root, filter) {
+        // The cache holds only some projects' rows of this type.
+        Ok(_) if !super::projects::restricted_to(root, &req.filters, projects) => {
+            Ok(Decision::PassThrough(PassReason::ProjectNotRestricted))
+        }
         Ok(b) if b.page.param_count() > MAX_PARAMS => Ok(Decision::PassThrough(
             PassReason::UnsupportedFeature(format!("more than {MAX_PARAMS} filter values")),
         )),
@@ -254,6 +285,42 @@ mod tests {
         assert_eq!(
             PassReason::UnsupportedRelation("x".into()).label(),
             "unsupported_relation"
+        );
+    }
+
+    #[test]
+    fn project_restriction() {
+        let (cached, site, complete) = setup();
+        let decide = |args: serde_json::Value, projects: &[i64]| {
+            let req = ReadRequest::parse(&args).unwrap();
+            match plan_read_restricted(&req, &cached, &site, &complete, Backend::Sqlite, projects)
+                .unwrap()
+            {
+                Decision::Local(_) => None,
+                Decision::PassThrough(r) => Some(r),
+            }
+        };
+        let p1 = json!({"type": "Project", "id": 1});
+        assert_eq!(
+            decide(json!({"type": "Shot"}), &[1]),
+            Some(PassReason::ProjectNotRestricted)
+        );
+        assert_eq!(PassReason::ProjectNotRestricted.label(), "outside_cached_projects");
+        assert_eq!(decide(json!({"type": "Shot"}), &[]), None);
+        assert_eq!(
+            decide(json!({"type": "Shot", "filters": [["project", "is", p1]]}), &[1]),
+            None
+        );
+        assert_eq!(
+            decide(json!({"type": "Shot", "filters": [["project", "is", p1]]}), &[2]),
+            Some(PassReason::ProjectNotRestricted)
+        );
+        // Types without a project field are scanned whole: unaffected.
+        assert_eq!(decide(json!({"type": "HumanUser"}), &[1]), None);
+        // Other reasons come first.
+        assert_eq!(
+            decide(json!({"type": "Shot", "return_fields": ["image"]}), &[1]),
+            Some(PassReason::UncachedField("Shot.image".into()))
         );
     }
 

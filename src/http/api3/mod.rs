@@ -49,6 +49,8 @@ pub struct Api3State {
     pub auth: Arc<AuthGate>,
     /// Locally answered reads to re-run against the site (`None`: verification off).
     pub verifier: Option<VerifierHandle>,
+    /// `scanner.projects`: reads must be restricted to these projects to be local.
+    pub projects: Vec<i64>,
     /// The site's stored schema replies (schema calls without a project).
     pub schema_replies: SchemaReplies,
 }

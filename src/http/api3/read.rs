@@ -12,7 +12,7 @@ use crate::actors::verifier::VerifyJob;
 use crate::actors::write_back::AfterRead;
 use crate::api3::read::ReadRequest;
 use crate::error::ApiError;
-use crate::query::{CompiledRead, Decision, PassReason, plan_read};
+use crate::query::{CompiledRead, Decision, PassReason, plan_read_restricted};
 
 pub(super) async fn read(ctx: &RequestContext) -> HttpResponse {
     let Some(args) = ctx.args() else {
@@ -25,12 +25,13 @@ pub(super) async fn read(ctx: &RequestContext) -> HttpResponse {
         Err(fault) => return ctx.fault(fault),
     };
     let view = ctx.state.cache.view();
-    let decision = plan_read(
+    let decision = plan_read_restricted(
         &request,
         &view.schema,
         &view.site,
         &view.complete,
         ctx.state.pools.backend,
+        &ctx.state.projects,
     );
     let entity_type = request.entity_type.as_str();
     match decision {

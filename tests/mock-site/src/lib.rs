@@ -314,6 +314,17 @@ impl MockSite {
             .unwrap_or_default()
     }
 
+    /// Every entity of a type as stored (active and retired, id order): like [`MockSite::entities`]
+    /// but links to retired entities are kept, as a cache that saw them before the retirement
+    /// holds them.
+    pub fn stored_entities(&self, ty: &str) -> Vec<Value> {
+        let st = self.state();
+        st.store
+            .table(ty)
+            .map(|t| t.values().map(|r| st.store.stored_record(ty, r)).collect())
+            .unwrap_or_default()
+    }
+
     /// Every visible EventLogEntry (as `read` would show it: `entity` null while retired).
     pub fn events(&self) -> Vec<Value> {
         let st = self.state();

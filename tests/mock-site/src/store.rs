@@ -304,8 +304,18 @@ impl Store {
         ))
     }
 
-    /// Full record of a row (every stored field, links expanded) plus `type`, `id`, `_retired`.
+    /// Full record of a row as reads show it (every field, links expanded, links to retired
+    /// entities left out) plus `type`, `id`, `_retired`.
     pub fn full_record(&self, ty: &str, row: &Row) -> Value {
+        self.record(ty, row, false)
+    }
+
+    /// [`Store::full_record`] with links as stored: links to retired entities included.
+    pub fn stored_record(&self, ty: &str, row: &Row) -> Value {
+        self.record(ty, row, true)
+    }
+
+    fn record(&self, ty: &str, row: &Row, stored: bool) -> Value {
         let mut out = Map::new();
         out.insert("type".into(), json!(ty));
         out.insert(
@@ -322,10 +332,12 @@ impl Store {
                         } else {
                             "entity"
                         });
-                out.insert(
-                    k.clone(),
-                    self.expand_typed(dt, &self.field_value(ty, row, k)),
-                );
+                let v = if stored {
+                    row.fields.get(k).cloned().unwrap_or(Value::Null)
+                } else {
+                    self.field_value(ty, row, k)
+                };
+                out.insert(k.clone(), self.expand_typed(dt, &v));
             }
         }
         out.insert("_retired".into(), json!(row.retired));
