@@ -305,14 +305,23 @@ mod tests {
             decide(json!({"type": "Shot"}), &[1]),
             Some(PassReason::ProjectNotRestricted)
         );
-        assert_eq!(PassReason::ProjectNotRestricted.label(), "outside_cached_projects");
+        assert_eq!(
+            PassReason::ProjectNotRestricted.label(),
+            "outside_cached_projects"
+        );
         assert_eq!(decide(json!({"type": "Shot"}), &[]), None);
         assert_eq!(
-            decide(json!({"type": "Shot", "filters": [["project", "is", p1]]}), &[1]),
+            decide(
+                json!({"type": "Shot", "filters": [["project", "is", p1]]}),
+                &[1]
+            ),
             None
         );
         assert_eq!(
-            decide(json!({"type": "Shot", "filters": [["project", "is", p1]]}), &[2]),
+            decide(
+                json!({"type": "Shot", "filters": [["project", "is", p1]]}),
+                &[2]
+            ),
             Some(PassReason::ProjectNotRestricted)
         );
         // Types without a project field are scanned whole: unaffected.

@@ -10,6 +10,7 @@ mod db_faults;
 mod ddl;
 mod events;
 mod hostile;
+mod links;
 mod ops;
 mod python_client;
 mod query;
