@@ -12,6 +12,7 @@ mod events;
 mod hostile;
 mod links;
 mod ops;
+mod pipeline;
 mod python_client;
 mod query;
 mod scanner;
