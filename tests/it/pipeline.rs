@@ -13,8 +13,7 @@ use sgcache::config::{CliOverrides, Config};
 
 use crate::support::{MockSite, databases, listener, status_of, test_config, wait_primed};
 
-#[path = "../python/venv.rs"]
-mod venv;
+use crate::python_client::venv;
 
 fn run_reads(python: &Path, base_url: &str, out: &Path) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/pipeline_reads.py");

@@ -14,7 +14,7 @@ use sgcache::Daemon;
 use crate::support::{MockSite, TestDb, listener, test_config, wait_primed};
 
 #[path = "../python/venv.rs"]
-mod venv;
+pub(crate) mod venv;
 
 use venv::CLIENT_VERSION;
 
