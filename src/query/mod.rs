@@ -20,9 +20,13 @@
 //!   return fields through entity links; unknown return fields are left out;
 //! * sorts on scalar and entity fields, deep through entity links; paging with exact counts.
 //!
-//! Passed through: reads of EventLogEntry (the site nulls `entity` while it is retired),
-//! uncached or incomplete types (including types reached by a path or whose
-//! display field names a link), uncached fields, other relations, malformed filter values
+//! Every link is read through the one retired-link rule of [`links`]: a link to a retired
+//! entity reads as absent everywhere. With `scanner.projects`, reads of types with a cached
+//! `project` field must be restricted to those projects ([`projects`]).
+//!
+//! Passed through: reads of EventLogEntry, uncached or incomplete types (including types
+//! reached by a path or linked by a returned, filtered or sorted link field), uncached fields,
+//! reads not restricted to the cached projects, other relations, malformed filter values
 //! (the site decides), `additional_filter_presets`, `include_archived_projects: false`,
 //! `$FROM$` paths, deep return fields through (or ending in) multi_entity fields, sorts on
 //! multi_entity fields, and statements that would need more than [`plan::MAX_PARAMS`] values.

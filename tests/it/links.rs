@@ -301,3 +301,63 @@ async fn a_not_null_checkbox_column_is_widened_on_restart_and_null_round_trips()
         arbiter.stop();
     }
 }
+
+#[actix_web::test]
+async fn with_scanner_projects_only_reads_restricted_to_them_are_local() {
+    for test_db in databases().await {
+        let site = MockSite::start();
+        let projects = site.seed("Project", 2, |i| json!({"name": format!("P{i}")}));
+        site.seed(
+            "Shot",
+            6,
+            |i| json!({"code": format!("sh{i}"), "project": link("Project", projects[i % 2])}),
+        );
+        let mut config = test_config(&test_db, Some(&site));
+        config.scanner.projects = vec![projects[0]];
+        let daemon = sgcache::Daemon::start(config, listener())
+            .await
+            .expect("daemon starts");
+        wait_primed(&daemon, Duration::from_secs(60)).await;
+        let p0 = link("Project", projects[0]);
+        let cases = [
+            // (read, answered locally)
+            (json!({"type": "Shot", "return_fields": ["code"]}), false),
+            (
+                json!({"type": "Shot", "filters": [["project", "is", p0]], "return_fields": ["code"]}),
+                true,
+            ),
+            (
+                json!({"type": "Shot", "filters": [["project", "in", [p0, link("Project", projects[1])]]]}),
+                false,
+            ),
+            (
+                json!({"type": "Shot", "filters": {"logical_operator": "and", "conditions": [
+                {"path": "code", "relation": "starts_with", "values": ["sh"]},
+                {"logical_operator": "and", "conditions": [
+                    {"path": "project", "relation": "is", "values": [p0]}]}]}}),
+                true,
+            ),
+            (
+                json!({"type": "Shot", "filters": {"logical_operator": "or", "conditions": [
+                {"path": "project", "relation": "is", "values": [p0]},
+                {"path": "code", "relation": "is", "values": ["sh1"]}]}}),
+                false,
+            ),
+            // Project has no project field: scanned whole, unaffected.
+            (json!({"type": "Project", "return_fields": ["name"]}), true),
+        ];
+        for (args, local) in cases {
+            let before = pass_through_reasons(&daemon).await["outside_cached_projects"]
+                .as_u64()
+                .unwrap_or(0);
+            let got = read(&daemon.url(), &args).await;
+            let want = read(&site.url(), &args).await;
+            assert_eq!(got, want, "{args}: sgcache differs from the site");
+            let after = pass_through_reasons(&daemon).await["outside_cached_projects"]
+                .as_u64()
+                .unwrap_or(0);
+            assert_eq!(after == before, local, "{args}: local = {local}");
+        }
+        drop(daemon);
+    }
+}
