@@ -229,6 +229,25 @@ fn state_op(entity: &CachedEntity, patch: EntityStatePatch) -> WriteOp {
     }
 }
 
+/// When a full scan started: now, or for a resumed scan its original start time (the
+/// checkpoint must cover everything changed since the first page was read).
+fn full_scan_start(state: &entity_state::Model) -> String {
+    state
+        .full_scan_started_at
+        .clone()
+        .filter(|_| state.full_scan_cursor.is_some())
+        .unwrap_or_else(time::now)
+}
+
+/// Fails when the type's cached field set changed since the scan began (see
+/// [`ScanError::SchemaChanged`]).
+fn check_schema(entity: &CachedEntity, observer: &mut dyn ScanObserver) -> Result<(), ScanError> {
+    if observer.schema_changed(entity) {
+        return Err(ScanError::SchemaChanged(entity.name.clone()));
+    }
+    Ok(())
+}
+
 /// Full scan of one type, resuming from `state` (its `sgcache_entity_state` row: cursor and
 /// start time). Ends with the type `complete`.
 pub async fn scan_type_full(
@@ -240,13 +259,7 @@ pub async fn scan_type_full(
     observer: &mut dyn ScanObserver,
 ) -> Result<ScanSummary, ScanError> {
     let started = Instant::now();
-    // A resumed scan keeps its original start time: the checkpoint must cover everything
-    // changed since the first page was read.
-    let started_at = state
-        .full_scan_started_at
-        .clone()
-        .filter(|_| state.full_scan_cursor.is_some())
-        .unwrap_or_else(time::now);
+    let started_at = full_scan_start(state);
     let (mut pass, mut last_id) = decode_cursor(state.full_scan_cursor);
     let extra: Vec<Condition> = project_condition(entity, &opts.projects)
         .into_iter()
@@ -280,9 +293,7 @@ pub async fn scan_type_full(
             progress.total = Some(progress.scanned + remaining);
         }
         if !page.records.is_empty() {
-            if observer.schema_changed(entity) {
-                return Err(ScanError::SchemaChanged(entity.name.clone()));
-            }
+            check_schema(entity, observer)?;
             let n = page.records.len() as u64;
             last_id = page.last_id;
             let ops = full_page_ops(entity, page.records, pass, last_id, &started_at);
@@ -308,9 +319,7 @@ pub async fn scan_type_full(
         apply.await?;
         progress.written(n, observer);
     }
-    if observer.schema_changed(entity) {
-        return Err(ScanError::SchemaChanged(entity.name.clone()));
-    }
+    check_schema(entity, observer)?;
     finish_full_scan(writer, entity, started_at).await?;
     progress.total = Some(progress.scanned);
     observer.progress(&progress);
@@ -330,6 +339,28 @@ pub fn incremental_after(
         .and_then(time::parse)
         .map(|c| c - leeway)
         .unwrap_or(now - since)
+}
+
+/// An incremental scan's filters: `updated_at` after `after`, and the project restriction.
+fn incremental_conditions(
+    entity: &CachedEntity,
+    opts: &ScanOptions,
+    after: DateTime<Utc>,
+) -> Vec<Condition> {
+    let changed = Condition::new("updated_at", "greater_than", json!([time::format(after)]));
+    std::iter::once(changed)
+        .chain(project_condition(entity, &opts.projects))
+        .collect()
+}
+
+/// The end of an incremental scan: the checkpoint (and the last scan) move to its start.
+fn checkpoint_op(entity: &CachedEntity, start_at: &str) -> WriteOp {
+    let patch = EntityStatePatch {
+        scan_checkpoint: Some(Some(start_at.to_owned())),
+        last_scan_at: Some(Some(start_at.to_owned())),
+        ..Default::default()
+    };
+    state_op(entity, patch)
 }
 
 /// What a scan did, from its progress.
@@ -408,29 +439,13 @@ pub async fn scan_type_incremental(
     let started = Instant::now();
     let start = chrono::Utc::now();
     let start_at = time::format(start);
-    let after = incremental_after(checkpoint, opts, start);
-    let mut extra = vec![Condition::new(
-        "updated_at",
-        "greater_than",
-        json!([time::format(after)]),
-    )];
-    extra.extend(project_condition(entity, &opts.projects));
+    let extra = incremental_conditions(entity, opts, incremental_after(checkpoint, opts, start));
     let mut progress = ScanProgress {
         entity_type: entity.name.clone(),
         kind: "incremental",
         ..Default::default()
     };
     let mut retries = 0;
-    let finish = |start_at: &str| {
-        state_op(
-            entity,
-            EntityStatePatch {
-                scan_checkpoint: Some(Some(start_at.to_owned())),
-                last_scan_at: Some(Some(start_at.to_owned())),
-                ..Default::default()
-            },
-        )
-    };
     let mut finished = false;
     for pass in [Pass::Active, Pass::Retired] {
         progress.pass = pass.name();
@@ -445,15 +460,13 @@ pub async fn scan_type_incremental(
             if page.records.is_empty() {
                 break;
             }
-            if observer.schema_changed(entity) {
-                return Err(ScanError::SchemaChanged(entity.name.clone()));
-            }
+            check_schema(entity, observer)?;
             let n = page.records.len() as u64;
             last_id = page.last_id;
             let mut ops = vec![expect_schema(entity), upsert(entity, page.records, pass)];
             let last = pass == Pass::Retired && !page.has_next;
             if last {
-                ops.push(finish(&start_at));
+                ops.push(checkpoint_op(entity, &start_at));
                 finished = true;
             }
             writer
@@ -462,9 +475,7 @@ pub async fn scan_type_incremental(
                     checkpoint: None,
                 })
                 .await?;
-            progress.page += 1;
-            progress.scanned += n;
-            observer.progress(&progress);
+            progress.written(n, observer);
             if !page.has_next {
                 break;
             }
@@ -473,7 +484,7 @@ pub async fn scan_type_incremental(
     if !finished {
         writer
             .apply(Apply {
-                ops: vec![expect_schema(entity), finish(&start_at)],
+                ops: vec![expect_schema(entity), checkpoint_op(entity, &start_at)],
                 checkpoint: None,
             })
             .await?;
@@ -486,19 +497,7 @@ mod tests {
     use super::*;
 
     fn shot() -> CachedEntity {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/schema_read.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture");
-        let site =
-            crate::schema::SiteSchema::from_json(&serde_json::from_str(&text).expect("JSON"), None)
-                .expect("schema");
-        let rules = crate::schema::SelectionRules {
-            include: vec!["Shot".into()],
-            exclude: vec![],
-        };
-        let schema = crate::schema::select(&site, &rules).expect("select").0;
+        let schema = crate::actors::fixture::schema(&["Shot"]);
         schema.types.get("Shot").cloned().expect("Shot")
     }
 
