@@ -1,6 +1,8 @@
 //! The daemon's actors. Each file holds one actor, its messages and its tests.
 //! The DbWriter lives in [`crate::db::writer`] beside the store it owns.
 pub mod event_poller;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod scanner;
 pub mod schema_loader;
 pub mod site_info;

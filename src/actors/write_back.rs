@@ -428,19 +428,7 @@ mod tests {
     use super::*;
 
     fn schema() -> CachedSchema {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/schema_read.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture");
-        let site =
-            crate::schema::SiteSchema::from_json(&serde_json::from_str(&text).expect("JSON"), None)
-                .expect("schema");
-        let rules = crate::schema::SelectionRules {
-            include: vec!["Shot".into(), "Asset".into(), "Sequence".into()],
-            exclude: vec![],
-        };
-        crate::schema::select(&site, &rules).expect("select").0
+        crate::actors::fixture::schema(&["Shot", "Asset", "Sequence"])
     }
 
     fn refetched(t: &Touched) -> Vec<(String, i64)> {

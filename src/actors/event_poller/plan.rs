@@ -445,19 +445,7 @@ mod tests {
     }
 
     fn fixture_schema() -> CachedSchema {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/schema_read.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture");
-        let site =
-            crate::schema::SiteSchema::from_json(&serde_json::from_str(&text).expect("JSON"), None)
-                .expect("schema");
-        let rules = crate::schema::SelectionRules {
-            include: vec!["Shot".into(), "Task".into(), "Asset".into()],
-            exclude: vec![],
-        };
-        crate::schema::select(&site, &rules).expect("select").0
+        crate::actors::fixture::schema(&["Shot", "Task", "Asset"])
     }
 
     fn event(v: Json) -> Map<String, Json> {
