@@ -312,6 +312,7 @@ async fn run_backend(
                 &view.schema,
                 &view.site,
                 &view.complete,
+                &view.rules,
                 daemon.pools.backend,
             ) {
                 let st = c.page.statement(c.dialect);

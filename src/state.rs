@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
+use crate::query::rules::{Rule, RuleState, Rules};
 use crate::schema::{CachedSchema, SiteSchema};
 
 #[derive(Clone, Debug, Default)]
@@ -13,6 +14,8 @@ pub struct CacheView {
     pub site: Arc<SiteSchema>,
     /// Types whose first full scan completed and whose selection has not changed since.
     pub complete: Arc<BTreeSet<String>>,
+    /// The site's rules as calibrated so far (see [`crate::query::rules`]).
+    pub rules: Arc<Rules>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,21 @@ impl CacheState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .complete = Arc::new(complete);
+    }
+
+    pub fn set_rules(&self, rules: Rules) {
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .rules = Arc::new(rules);
+    }
+
+    pub fn set_rule(&self, rule: Rule, state: RuleState) {
+        let mut view = self
+            .view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::make_mut(&mut view.rules).set(rule, state);
     }
 
     pub fn add_pending_write(&self, entity_type: &str) {

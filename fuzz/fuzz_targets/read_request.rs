@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sgcache::api3::read::ReadRequest;
 use sgcache::query::plan_read;
+use sgcache::query::rules::Rules;
 use sgcache::schema::{Backend, CachedSchema, SelectionRules, SiteSchema, select};
 
 struct Schemas {
@@ -34,6 +35,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = ReadRequest::parse(args) else { return };
     let s = schemas();
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let _ = plan_read(&request, &s.cached, &s.site, &s.complete, backend);
+        let _ = plan_read(&request, &s.cached, &s.site, &s.complete, &Rules::assumed(), backend);
     }
 });

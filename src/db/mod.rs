@@ -5,6 +5,7 @@
 pub mod entities;
 pub mod reader;
 pub mod registry;
+pub mod rules;
 pub mod writer;
 
 use std::path::Path;

@@ -4,20 +4,24 @@
 //! the positive relation"; a negated relation (`is_not`, `not_in`, `not_contains`, ...) is the
 //! complement of the whole existential, so it includes NULLs, empty lists, and rows whose link
 //! points at another type. Deep paths become nested `EXISTS` subqueries (only active target rows
-//! count); a path that reaches no row at all yields one NULL value. Text comparisons are
-//! case-insensitive (`LOWER(x) = LOWER(?)`, `LOWER(x) LIKE LOWER(?) ESCAPE '\'`) on both backends;
-//! `list`/`status_list` values compare exactly. Time relations use UTC: `in_last`/`in_next` are
-//! rolling windows from now (HOUR, DAY, WEEK = 7 days, MONTH = 30 days, YEAR = 365 days, bounds
-//! included), `in_calendar_*` are calendar periods with weeks starting on Monday; a date counts
-//! as its midnight UTC.
-use std::cell::Cell;
+//! count); a path that reaches no row at all yields one NULL value (through a multi-entity field:
+//! as calibrated). Text comparisons are case-insensitive (`LOWER(x) = LOWER(?)`,
+//! `LOWER(x) LIKE LOWER(?) ESCAPE '\'`) on both backends; `list`/`status_list` values compare
+//! exactly. `in_last`/`in_next` are rolling windows from now (HOUR, DAY, WEEK = 7 days,
+//! MONTH = 30 days, YEAR = 365 days, bounds included), `in_calendar_*` are calendar periods; a
+//! date counts as its midnight. The zone, the first day of the week and `in []` follow the
+//! calibrated rules ([`super::calibrated`]).
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::Value as Json;
 
 use super::PassReason;
+use super::calibrated::CalUnit;
 use super::links::{LinkTarget, resolved_row};
 use super::paths::{Hop, PathError, Resolved, Schemas};
+use super::rules::{Rule, Rules};
 use super::sql::{Dialect, Sql, col, ident};
 use crate::api3::filters::{FilterNode, LogicalOp};
 use crate::error::ApiError;
@@ -36,11 +40,15 @@ impl From<PassReason> for PlanError {
     }
 }
 
-/// Shared state of one compilation: schemas, the dialect, fresh aliases and "now".
+/// Shared state of one compilation: schemas, the dialect, the site's rules, fresh aliases
+/// and "now".
 pub struct Compiler<'a> {
     pub schemas: Schemas<'a>,
     pub dialect: Dialect,
     pub now: DateTime<Utc>,
+    pub rules: &'a Rules,
+    /// The rules this compilation relied on (see [`super::calibrated`]).
+    pub used: RefCell<BTreeSet<Rule>>,
     aliases: Cell<usize>,
 }
 
@@ -62,14 +70,6 @@ enum Rel {
     InLast,
     InNext,
     InCalendar(CalUnit),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CalUnit {
-    Day,
-    Week,
-    Month,
-    Year,
 }
 
 fn parse_rel(s: &str) -> Option<(Rel, bool)> {
@@ -216,11 +216,18 @@ fn as_link(v: &Json) -> Option<(String, i64)> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(schemas: Schemas<'a>, dialect: Dialect, now: DateTime<Utc>) -> Compiler<'a> {
+    pub fn new(
+        schemas: Schemas<'a>,
+        dialect: Dialect,
+        now: DateTime<Utc>,
+        rules: &'a Rules,
+    ) -> Compiler<'a> {
         Compiler {
             schemas,
             dialect,
             now,
+            rules,
+            used: RefCell::new(BTreeSet::new()),
             aliases: Cell::new(0),
         }
     }
@@ -290,12 +297,19 @@ impl<'a> Compiler<'a> {
             ))
             .into());
         }
+        if rel == Rel::In && values.is_empty() {
+            return self.empty_in(negate);
+        }
         let null_matches = match rel {
             Rel::Is => values.first().is_some_and(Json::is_null),
             Rel::In => values.iter().any(Json::is_null),
             Rel::TypeIs => values.first().is_some_and(Json::is_null),
             _ => false,
         };
+        // Does a path that reaches nothing yield the NULL this relation accepts?
+        let null_matches = null_matches
+            && (resolved.hops.is_empty()
+                || self.empty_path_yields_null(resolved.through_multi_entity())?);
         let positive = self.chain(&resolved, &resolved.hops, alias, rel, values, null_matches)?;
         Ok(if negate {
             Sql::raw("NOT COALESCE(").push(positive).text(", FALSE)")
@@ -721,20 +735,21 @@ impl<'a> Compiler<'a> {
                 let Some((from, to)) = window else {
                     return Err(unsupported_value("time window out of range"));
                 };
-                Ok(self.time_window(kind, column, from, to))
+                self.time_window(kind, column, from, to)
             }
             Rel::InCalendar(unit) => {
                 let Some(off) = first.and_then(Json::as_i64) else {
                     return Err(unsupported_value("for in_calendar_*: expected [int]"));
                 };
-                let (start, end) = calendar_period(self.now, unit, off)
+                let (start, end) = self
+                    .calendar_period(unit, off)?
                     .ok_or_else(|| unsupported_value("calendar offset out of range"))?;
                 Ok(match kind {
                     FieldKind::Date => self.range(column, fmt_date(start), fmt_date(end), false),
                     _ => self.range(
                         column,
-                        fmt_time(start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
-                        fmt_time(end.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+                        fmt_time(self.local_midnight(start)?),
+                        fmt_time(self.local_midnight(end)?),
                         false,
                     ),
                 })
@@ -743,59 +758,22 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// `from <= value <= to`; a date is its midnight UTC.
+    /// `from <= value <= to`; a date is its midnight in the site's zone.
     fn time_window(
         &self,
         kind: FieldKind,
         column: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Sql {
+    ) -> Result<Sql, PlanError> {
         // A negative count gives from > to: an empty window, as on the site.
-        if kind == FieldKind::Date {
-            // Dates d with from <= midnight(d) <= to.
-            let mut lo = from.date_naive();
-            if lo.and_hms_opt(0, 0, 0).map(|t| t.and_utc()) < Some(from) {
-                lo = lo.succ_opt().unwrap_or(lo);
-            }
-            let hi = to.date_naive();
+        Ok(if kind == FieldKind::Date {
+            let (lo, hi) = self.dates_between(from, to)?;
             self.range(column, fmt_date(lo), fmt_date(hi), true)
         } else {
             self.range(column, fmt_time(from), fmt_time(to), true)
-        }
+        })
     }
-}
-
-/// The UTC calendar period `off` periods from the one containing `now`: `[start, end)`.
-fn calendar_period(now: DateTime<Utc>, unit: CalUnit, off: i64) -> Option<(NaiveDate, NaiveDate)> {
-    let today = now.date_naive();
-    Some(match unit {
-        CalUnit::Day => {
-            let s = today.checked_add_signed(Duration::try_days(off)?)?;
-            (s, s.succ_opt()?)
-        }
-        CalUnit::Week => {
-            let monday = today - Duration::days(today.weekday().num_days_from_monday() as i64);
-            let s = monday.checked_add_signed(Duration::try_weeks(off)?)?;
-            (s, s.checked_add_signed(Duration::weeks(1))?)
-        }
-        CalUnit::Month => {
-            let first = today.with_day(1)?;
-            let s = if off >= 0 {
-                first.checked_add_months(Months::new(u32::try_from(off).ok()?))?
-            } else {
-                first.checked_sub_months(Months::new(u32::try_from(off.checked_neg()?).ok()?))?
-            };
-            (s, s.checked_add_months(Months::new(1))?)
-        }
-        CalUnit::Year => {
-            let y = i32::try_from((today.year() as i64).checked_add(off)?).ok()?;
-            (
-                NaiveDate::from_ymd_opt(y, 1, 1)?,
-                NaiveDate::from_ymd_opt(y.checked_add(1)?, 1, 1)?,
-            )
-        }
-    })
 }
 
 #[cfg(test)]
@@ -805,28 +783,6 @@ mod tests {
     #[test]
     fn escapes_like() {
         assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
-    }
-
-    #[test]
-    fn calendar_periods() {
-        let now = crate::time::parse("2024-03-06T12:00:00Z").unwrap(); // a Wednesday
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        assert_eq!(
-            calendar_period(now, CalUnit::Day, -1),
-            Some((d("2024-03-05"), d("2024-03-06")))
-        );
-        assert_eq!(
-            calendar_period(now, CalUnit::Week, 0),
-            Some((d("2024-03-04"), d("2024-03-11")))
-        );
-        assert_eq!(
-            calendar_period(now, CalUnit::Month, -3),
-            Some((d("2023-12-01"), d("2024-01-01")))
-        );
-        assert_eq!(
-            calendar_period(now, CalUnit::Year, 1),
-            Some((d("2025-01-01"), d("2026-01-01")))
-        );
     }
 }
 
@@ -841,8 +797,5 @@ mod edge_tests {
         let far = t + Duration::days(365 * 9000);
         assert_eq!(fmt_time(far), "9999-12-31T23:59:59Z");
         assert_eq!(fmt_date(far.date_naive()), "9999-12-31");
-        assert_eq!(calendar_period(t, CalUnit::Year, i64::MAX), None);
-        assert_eq!(calendar_period(t, CalUnit::Day, i64::MIN), None);
-        assert_eq!(calendar_period(t, CalUnit::Month, i64::MIN), None);
     }
 }

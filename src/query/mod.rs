@@ -35,17 +35,21 @@
 //! comparing text kinds with a non-ASCII value are passed through, and sorting non-ASCII text
 //! may order differently between the backends (ASCII text sorts identically: `COLLATE "C"` on
 //! PostgreSQL, BINARY on SQLite).
+pub mod calibrated;
 pub mod filters;
 pub mod links;
 pub mod paths;
 pub mod plan;
 pub mod projects;
+pub mod rules;
 pub mod select;
 pub mod sql;
 
 pub use plan::{plan_read, plan_read_restricted};
 pub use select::{Decode, OutField};
 pub use sql::{Dialect, Sql};
+
+use rules::Rule;
 
 /// Why a request goes to the site: the one vocabulary of pass-through reasons, counted on
 /// `/status` (`requests.pass_through_reasons`) and `/metrics`
@@ -61,6 +65,9 @@ pub enum PassReason {
     UnsupportedFeature(String),
     /// `scanner.projects` is set and the filters do not restrict the read to those projects.
     ProjectNotRestricted,
+    // The read planner's, when a rule is not calibrated.
+    /// The answer depends on a rule of the site that calibration has not decided yet.
+    Uncalibrated(Rule),
     // The request handler's.
     /// A client write of the type is still being written back: the site has the truth.
     PendingWrite,
@@ -96,6 +103,7 @@ impl PassReason {
             PassReason::UnsupportedRelation(_) => "unsupported_relation",
             PassReason::UnsupportedFeature(_) => "unsupported_feature",
             PassReason::ProjectNotRestricted => "outside_cached_projects",
+            PassReason::Uncalibrated(_) => "uncalibrated",
             PassReason::PendingWrite => "pending_write",
             PassReason::LocalError => "local_error",
             PassReason::NoCredentials => "no_credentials",
@@ -122,6 +130,7 @@ impl std::fmt::Display for PassReason {
             PassReason::ProjectNotRestricted => f.write_str(
                 "the filters do not restrict the read to the cached projects (scanner.projects)",
             ),
+            PassReason::Uncalibrated(r) => write!(f, "the site's rule {r} is not calibrated"),
             PassReason::PendingWrite => f.write_str("a write of the type is being written back"),
             PassReason::LocalError => f.write_str("the local read failed"),
             PassReason::NoCredentials => f.write_str("the request carries no credentials"),

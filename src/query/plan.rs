@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::filters::{Compiler, PlanError, ruby_dump};
 use super::paths::Schemas;
+use super::rules::{Rule, Rules};
 use super::select::{ROOT, build};
 use super::{CompiledRead, Decision, PassReason};
 use crate::api3::read::ReadRequest;
@@ -24,9 +25,10 @@ pub fn plan_read(
     cached: &CachedSchema,
     site: &SiteSchema,
     complete: &BTreeSet<String>,
+    rules: &Rules,
     backend: Backend,
 ) -> Result<Decision, ApiError> {
-    plan_read_restricted(req, cached, site, complete, backend, &[])
+    plan_read_restricted(req, cached, site, complete, rules, backend, &[])
 }
 
 /// [`plan_read`] for a cache restricted to the projects `projects` (`scanner.projects`; empty =
@@ -37,10 +39,16 @@ pub fn plan_read_restricted(
     cached: &CachedSchema,
     site: &SiteSchema,
     complete: &BTreeSet<String>,
+    rules: &Rules,
     backend: Backend,
     projects: &[i64],
 ) -> Result<Decision, ApiError> {
-    plan(req, cached, site, complete, backend, projects, Utc::now())
+    let schemas = Schemas {
+        cached,
+        site,
+        complete,
+    };
+    explain_read_at(req, schemas, rules, backend, projects, Utc::now()).map(|p| p.decision)
 }
 
 /// [`plan_read`] with an explicit "now" for time relations.
@@ -49,30 +57,56 @@ pub fn plan_read_at(
     cached: &CachedSchema,
     site: &SiteSchema,
     complete: &BTreeSet<String>,
+    rules: &Rules,
     backend: Backend,
     now: DateTime<Utc>,
 ) -> Result<Decision, ApiError> {
-    plan(req, cached, site, complete, backend, &[], now)
-}
-
-fn plan(
-    req: &ReadRequest,
-    cached: &CachedSchema,
-    site: &SiteSchema,
-    complete: &BTreeSet<String>,
-    backend: Backend,
-    projects: &[i64],
-    now: DateTime<Utc>,
-) -> Result<Decision, ApiError> {
-    let Some(root) = cached.entity(&req.entity_type) else {
-        return Ok(Decision::PassThrough(PassReason::UncachedType));
-    };
     let schemas = Schemas {
         cached,
         site,
         complete,
     };
-    let c = Compiler::new(schemas, backend.into(), now);
+    explain_read_at(req, schemas, rules, backend, &[], now).map(|p| p.decision)
+}
+
+/// A decision and the calibrated rules it relied on.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub decision: Decision,
+    /// The rules the compiler asked for, decided or not (an undecided one passes the read
+    /// through as `uncalibrated`).
+    pub rules_used: BTreeSet<Rule>,
+}
+
+/// [`plan_read_restricted`] at `now`, also telling which rules the decision relied on.
+pub fn explain_read_at(
+    req: &ReadRequest,
+    schemas: Schemas<'_>,
+    rules: &Rules,
+    backend: Backend,
+    projects: &[i64],
+    now: DateTime<Utc>,
+) -> Result<Plan, ApiError> {
+    let c = Compiler::new(schemas, backend.into(), now, rules);
+    let decision = decide(&c, req, backend, projects)?;
+    Ok(Plan {
+        decision,
+        rules_used: c.used.take(),
+    })
+}
+
+fn decide(
+    c: &Compiler<'_>,
+    req: &ReadRequest,
+    backend: Backend,
+    projects: &[i64],
+) -> Result<Decision, ApiError> {
+    let Schemas {
+        cached, complete, ..
+    } = c.schemas;
+    let Some(root) = cached.entity(&req.entity_type) else {
+        return Ok(Decision::PassThrough(PassReason::UncachedType));
+    };
     // Compile the filter first so that a filter on a field the site lacks is an error even
     // when the read would otherwise be passed through.
     let filter = c.predicate(&req.filters, root, ROOT);
@@ -84,7 +118,7 @@ fn plan(
                 if path.starts_with("$FROM$") {
                     continue;
                 }
-                if let Some(name) = schemas.site_missing(&root.name, path) {
+                if let Some(name) = c.schemas.site_missing(&root.name, path) {
                     return Err(ApiError::bad_request(format!(
                         "API read() {name} doesn't exist: {}",
                         ruby_dump(path, relation, values)
@@ -118,7 +152,7 @@ fn plan(
         Ok(f) => f,
         Err(r) => return Ok(Decision::PassThrough(r)),
     };
-    match build(&c, req, root, filter) {
+    match build(c, req, root, filter) {
         // The cache holds only some projects' rows of this type.
         Ok(_) if !super::projects::restricted_to(root, &req.filters, projects) => {
             Ok(Decision::PassThrough(PassReason::ProjectNotRestricted))
@@ -144,6 +178,7 @@ fn plan(
 mod tests {
     use super::*;
     use crate::query::Dialect;
+    use crate::query::rules::Rules;
     use crate::schema::selection::{SelectionRules, select};
     use crate::schema::site::tests::fixture;
     use serde_json::json;
@@ -181,7 +216,15 @@ mod tests {
         tweak(&mut complete);
         let req = ReadRequest::parse(&args).unwrap();
         let now = crate::time::parse("2024-03-06T12:00:00Z").unwrap();
-        plan_read_at(&req, &cached, &site, &complete, Backend::Sqlite, now)
+        plan_read_at(
+            &req,
+            &cached,
+            &site,
+            &complete,
+            &Rules::assumed(),
+            Backend::Sqlite,
+            now,
+        )
     }
 
     fn pass(args: serde_json::Value) -> PassReason {
@@ -409,9 +452,15 @@ mod tests {
         );
         let (cached, site, complete) = setup();
         let req = ReadRequest::parse(&args).unwrap();
-        let Decision::Local(pg) =
-            plan_read(&req, &cached, &site, &complete, Backend::Postgres).unwrap()
-        else {
+        let Decision::Local(pg) = plan_read(
+            &req,
+            &cached,
+            &site,
+            &complete,
+            &Rules::assumed(),
+            Backend::Postgres,
+        )
+        .unwrap() else {
             panic!()
         };
         let (pg_sql, _) = pg.page.render(Dialect::Postgres);
@@ -435,6 +484,7 @@ mod tests {
 #[cfg(test)]
 mod hostile_tests {
     use super::*;
+    use crate::query::rules::Rules;
     use crate::schema::selection::{SelectionRules, select};
     use crate::schema::site::tests::fixture;
     use serde_json::json;
@@ -479,7 +529,9 @@ mod hostile_tests {
                         "paging": {"entities_per_page": 100_000, "current_page": 10_000_000}}))
                     .unwrap();
                     for backend in [Backend::Sqlite, Backend::Postgres] {
-                        let _ = plan_read(&req, &cached, &site, &complete, backend).unwrap();
+                        let _ =
+                            plan_read(&req, &cached, &site, &complete, &Rules::assumed(), backend)
+                                .unwrap();
                     }
                 }
             }

@@ -6,9 +6,10 @@
 //! computes the return fields (link names, multi-entity lists, deep fields) for the page rows
 //! only, keeping the inner order. The separate COUNT is used only when the page is empty.
 //!
-//! Row order: the requested sorts, then `id` ascending. NULLs sort first ascending and last
-//! descending on both backends (`NULLS FIRST`/`NULLS LAST` spelled out). Case-insensitive text
-//! kinds sort by `LOWER(value)`; links sort by their display name (case-insensitive), then id.
+//! Row order: the requested sorts, then `id` ascending. NULLs sort where the site puts them
+//! (calibrated, `NULLS FIRST`/`NULLS LAST` spelled out on both backends). Case-insensitive text
+//! kinds and links (by display name, then id) sort in the site's calibrated text order: by
+//! `LOWER(value)`, by `LOWER(value)` then the value, or by the value.
 use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
 use super::links::resolved_row;
@@ -210,47 +211,57 @@ pub fn build(
         let Some(r) = resolve_value_path(c, root, &s.field, "sort")? else {
             return Err(PassReason::UncachedField(format!("{}.{}", root.name, s.field)).into());
         };
-        let dir = if s.descending {
-            " DESC NULLS LAST"
+        // `id` is never NULL: its sorts do not depend on where the site puts NULLs.
+        let dir = if s.field == "id" {
+            if s.descending { " DESC" } else { " ASC" }
         } else {
-            " ASC NULLS FIRST"
+            c.order_direction(s.descending)?
         };
         match &r.field.layout {
             ColumnLayout::Scalar { column, .. } => {
                 let kind = r.field.kind;
-                let e = through(c, &r.hops, ROOT, &|a| {
-                    if case_insensitive(kind) {
-                        Sql::raw(format!("LOWER({})", col(a, column)))
-                    } else {
-                        Sql::raw(col(a, column))
-                    }
-                });
-                let text = matches!(
-                    r.field.layout,
-                    ColumnLayout::Scalar {
-                        sql: SqlType::Text,
-                        ..
-                    }
-                );
-                let e = if text { c.dialect.bytewise(e) } else { e };
-                order.push((e, dir, text));
+                if case_insensitive(kind) {
+                    let keys = c.text_sort_keys(&|lower| {
+                        through(c, &r.hops, ROOT, &|a| {
+                            let e = col(a, column);
+                            Sql::raw(if lower { format!("LOWER({e})") } else { e })
+                        })
+                    })?;
+                    order.extend(keys.into_iter().map(|k| (k, dir, true)));
+                } else {
+                    let e = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, column)));
+                    let text = matches!(
+                        r.field.layout,
+                        ColumnLayout::Scalar {
+                            sql: SqlType::Text,
+                            ..
+                        }
+                    );
+                    let e = if text { c.dialect.bytewise(e) } else { e };
+                    order.push((e, dir, text));
+                }
             }
             ColumnLayout::Entity {
                 type_column,
                 id_column,
             } => {
                 let targets = c.schemas.link_targets(r.field)?;
-                let name = through(c, &r.hops, ROOT, &|a| {
-                    Sql::raw("LOWER(")
-                        .push(c.name_expr(&targets, &col(a, type_column), &col(a, id_column)))
-                        .text(")")
-                });
+                let keys = c.text_sort_keys(&|lower| {
+                    through(c, &r.hops, ROOT, &|a| {
+                        let name = c.name_expr(&targets, &col(a, type_column), &col(a, id_column));
+                        if lower {
+                            Sql::raw("LOWER(").push(name).text(")")
+                        } else {
+                            name
+                        }
+                    })
+                })?;
                 // A link that does not resolve sorts as null.
                 let id = through(c, &r.hops, ROOT, &|a| {
                     let (t, i) = (col(a, type_column), col(a, id_column));
                     c.if_live(&targets, &t, &i, Sql::raw(i.clone()))
                 });
-                order.push((c.dialect.bytewise(name), dir, true));
+                order.extend(keys.into_iter().map(|k| (k, dir, true)));
                 order.push((id, dir, false));
             }
             ColumnLayout::MultiEntity { .. } => {

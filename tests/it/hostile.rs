@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache::api3::read::ReadRequest;
+use sgcache::query::rules::Rules;
 use sgcache::query::{Decision, plan_read};
 use sgcache::schema::{Backend, CachedSchema, SelectionRules, SiteSchema, select};
 
@@ -145,7 +146,7 @@ proptest! {
         let (site, cached, complete) = schemas();
         if let Ok(req) = ReadRequest::parse(&args) {
             for backend in [Backend::Sqlite, Backend::Postgres] {
-                let _ = plan_read(&req, &cached, &site, &complete, backend);
+                let _ = plan_read(&req, &cached, &site, &complete, &Rules::assumed(), backend);
             }
         }
     }
@@ -157,7 +158,7 @@ proptest! {
             Err(fault) => prop_assert!(!fault.message.is_empty()),
             Ok(req) => {
                 for backend in [Backend::Sqlite, Backend::Postgres] {
-                    match plan_read(&req, &cached, &site, &complete, backend) {
+                    match plan_read(&req, &cached, &site, &complete, &Rules::assumed(), backend) {
                         Err(fault) => prop_assert!(fault.message.contains("doesn't exist") || !fault.message.is_empty()),
                         Ok(Decision::Local(_)) | Ok(Decision::PassThrough(_)) => {}
                     }

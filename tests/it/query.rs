@@ -13,6 +13,7 @@ use sgcache::db::writer::{
 };
 use sgcache::db::{self, Pools};
 use sgcache::query::plan::plan_read_at;
+use sgcache::query::rules::Rules;
 use sgcache::query::{Decision, plan_read};
 use sgcache::schema::{CachedSchema, SiteSchema};
 use sgcache::state::CacheState;
@@ -209,6 +210,7 @@ async fn read(ctx: &Ctx, args: Value) -> Value {
         &ctx.cached,
         &ctx.site,
         &ctx.complete,
+        &Rules::assumed(),
         ctx.pools.backend,
         now,
     )
@@ -1035,6 +1037,7 @@ async fn filters_sorts_paging_and_encodings() {
             &ctx.cached,
             &ctx.site,
             &ctx.complete,
+            &Rules::assumed(),
             ctx.pools.backend,
         )
         .unwrap() else {
@@ -1051,6 +1054,7 @@ async fn filters_sorts_paging_and_encodings() {
                 &ctx.cached,
                 &ctx.site,
                 &ctx.complete,
+                &Rules::assumed(),
                 ctx.pools.backend
             )
             .unwrap(),
@@ -1648,6 +1652,7 @@ async fn agrees_with_the_mock_site() {
                 &ctx.cached,
                 &ctx.site,
                 &ctx.complete,
+                &Rules::assumed(),
                 ctx.pools.backend,
                 now,
             );
@@ -1740,6 +1745,7 @@ async fn large_filters() {
                 &ctx.cached,
                 &ctx.site,
                 &ctx.complete,
+                &Rules::assumed(),
                 ctx.pools.backend
             )
             .unwrap(),
@@ -1796,6 +1802,7 @@ async fn timing_20k_shots() {
                     &ctx.cached,
                     &ctx.site,
                     &ctx.complete,
+                    &Rules::assumed(),
                     ctx.pools.backend,
                 )
                 .unwrap() else {

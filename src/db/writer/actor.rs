@@ -6,6 +6,7 @@
 //! applied in one transaction; on a database error the transaction is retried with back-off
 //! (bounded), and if it still fails the error goes back to the sender: nothing accepted is
 //! dropped silently. `/status` reads [`WriterStats`] (atomics), never the mailbox.
+use crate::query::rules::{Rule, RuleState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -87,6 +88,8 @@ pub enum WriteOp {
         diff: Json,
         entity_ids: Vec<i64>,
     },
+    /// A calibrated rule's new state (`sgcache_rule`); the shared view follows after commit.
+    Rule { rule: Rule, state: RuleState },
 }
 
 /// Fields of `sgcache_entity_state` to change; `None` leaves a column alone.
@@ -361,6 +364,14 @@ impl Handler<Apply> for DbWriter {
             .ops
             .iter()
             .any(|op| matches!(op, WriteOp::EntityState { .. }));
+        let rules: Vec<(Rule, RuleState)> = msg
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Rule { rule, state } => Some((*rule, state.clone())),
+                _ => None,
+            })
+            .collect();
         let fut = async move {
             let result = with_retry!(db, backend, stats, max, |tx| {
                 apply_ops(&tx, &schema, &msg).await?
@@ -381,6 +392,11 @@ impl Handler<Apply> for DbWriter {
                 act.record_result(&result, rows);
                 if let Some(Ok(complete)) = complete {
                     act.state.set_complete(complete);
+                }
+                if result.is_ok() {
+                    for (rule, state) in rules {
+                        act.state.set_rule(rule, state);
+                    }
                 }
                 result
             },

@@ -93,6 +93,7 @@ async fn apply_op(
             signature,
         } => expect_schema(schema, entity_type, signature),
         WriteOp::SiteInfo { key, value } => store_site_info(tx, key, value, now).await,
+        WriteOp::Rule { rule, state } => crate::db::rules::store_rule(tx, *rule, state, now).await,
         WriteOp::Verification {
             entity_type,
             outcome: verdict,

@@ -30,6 +30,7 @@ pub(super) async fn read(ctx: &RequestContext) -> HttpResponse {
         &view.schema,
         &view.site,
         &view.complete,
+        &view.rules,
         ctx.state.pools.backend,
         &ctx.state.projects,
     );
