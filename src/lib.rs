@@ -27,6 +27,7 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tracing::{info, warn};
 
+use crate::actors::calibrator::{Calibrator, CalibratorStats};
 use crate::actors::event_poller::{EventPoller, EventPollerStats};
 use crate::actors::scanner::{Scanner, ScannerStats};
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
@@ -71,6 +72,9 @@ pub struct Daemon {
     pub verifier_stats: Arc<VerifierStats>,
     /// Where the actors report failures; a fatal one stops [`Daemon::run_until_stopped`].
     pub supervisor: Supervisor,
+    /// `None` when `calibration.enabled` is false or no site is configured.
+    pub calibrator: Option<Addr<Calibrator>>,
+    pub calibrator_stats: Arc<CalibratorStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
     writer_arbiter: Arbiter,
@@ -130,6 +134,18 @@ impl Daemon {
             .start()
         });
 
+        // Learns the site's undocumented rules (see actors::calibrator).
+        let calibrator_stats = Arc::new(CalibratorStats::default());
+        let calibrator = (config.calibration.enabled && config.shotgun.url.is_some()).then(|| {
+            Calibrator::new(
+                config.clone(),
+                pools.clone(),
+                writer.clone(),
+                cache.clone(),
+                calibrator_stats.clone(),
+            )
+            .start()
+        });
         // The site's `info`, kept for answering `info` while the site is down.
         let site_info = Arc::new(SiteInfoState::default());
         SiteInfo::new(&config, site_info.clone(), pools.clone(), writer.clone()).start();
@@ -201,6 +217,7 @@ impl Daemon {
             requests: request_stats.clone(),
             write_back: write_back_stats.clone(),
             verifier: verifier_stats.clone(),
+            calibrator: calibrator_stats.clone(),
             site_info,
             pools: pools.clone(),
             sizes: Arc::new(metrics::CacheSizes::default()),
@@ -247,6 +264,8 @@ impl Daemon {
             verifier,
             verifier_stats,
             supervisor,
+            calibrator,
+            calibrator_stats,
             server: Some(server),
             handle,
             writer_arbiter,
@@ -363,6 +382,9 @@ impl Daemon {
             let _ = poller.send(Stop).await;
         }
         // Drops a verification in progress (verification is best effort).
+        if let Some(calibrator) = &self.calibrator {
+            let _ = calibrator.send(Stop).await;
+        }
         if let Some(verifier) = &self.verifier {
             let _ = verifier.send(Stop).await;
         }

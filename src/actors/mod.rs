@@ -1,5 +1,6 @@
 //! The daemon's actors. Each file holds one actor, its messages and its tests.
 //! The DbWriter lives in [`crate::db::writer`] beside the store it owns.
+pub mod calibrator;
 pub mod event_poller;
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -19,7 +19,16 @@ pub use sections::*;
 /// The configuration sections; an environment variable `SGCACHE_<SECTION>_<KEY>` overrides
 /// `<section>.<key>`. Variables naming another prefix (e.g. `SGCACHE_TEST_PG_URL`) are ignored.
 pub const SECTIONS: &[&str] = &[
-    "shotgun", "database", "server", "auth", "events", "scanner", "verify", "schema", "log",
+    "shotgun",
+    "database",
+    "server",
+    "auth",
+    "events",
+    "scanner",
+    "verify",
+    "calibration",
+    "schema",
+    "log",
 ];
 
 /// Prefix of the environment variables that override configuration keys.
@@ -105,6 +114,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub scanner: ScannerConfig,
     pub verify: VerifyConfig,
+    pub calibration: crate::actors::calibrator::CalibrationConfig,
     pub schema: SchemaConfig,
     pub log: LogConfig,
 }

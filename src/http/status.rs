@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use crate::actors::ActorSnapshot;
+use crate::actors::calibrator::{CalibrationSnapshot, CalibratorStats};
 use crate::actors::event_poller::{EventPollerSnapshot, EventPollerStats};
 use crate::actors::scanner::{ScannerSnapshot, ScannerStats};
 use crate::actors::schema_loader::{SchemaLoaderSnapshot, SchemaLoaderStats};
@@ -40,6 +41,8 @@ pub struct StatusSources {
     pub write_back: Arc<WriteBackStats>,
     /// The verifier's figures (`mode` off: nothing is verified).
     pub verifier: Arc<VerifierStats>,
+    /// The calibrator's figures; the rules themselves are in the cache view.
+    pub calibrator: Arc<CalibratorStats>,
     pub site_info: Arc<SiteInfoState>,
     /// The reader pool: row counts and the database size ([`CacheSizes`]), `/readyz`.
     pub pools: Pools,
@@ -59,6 +62,8 @@ pub struct StatusDocument {
     pub latency: LatencyStatus,
     pub cache: CacheStatus,
     pub schema: SchemaStatus,
+    /// The site's rules learned by calibration (see `actors::calibrator`).
+    pub calibration: CalibrationSnapshot,
     pub actors: ActorsStatus,
     /// The last failures the actors reported, oldest first.
     pub failures: Vec<crate::actors::ActorFailure>,
@@ -175,6 +180,7 @@ impl StatusSources {
             latency: self.latency(),
             cache: self.cache_status(&view),
             schema: self.schema_status(&view),
+            calibration: self.calibrator.snapshot(&view.rules),
             actors: ActorsStatus {
                 request_handler: RequestHandlerStatus {
                     handled: requests.total,
@@ -357,6 +363,13 @@ mod tests {
             "schema.priming",
             "schema.thin_types",
             "schema.types",
+            "calibration",
+            "calibration.enabled",
+            "calibration.runs",
+            "calibration.requests",
+            "calibration.last_run_at",
+            "calibration.actor",
+            "calibration.rules",
             "actors",
             "actors.request_handler",
             "actors.request_handler.handled",
@@ -437,6 +450,7 @@ mod tests {
             want.push(format!("actors.{a}"));
             want.extend(actor.iter().map(|k| format!("actors.{a}.{k}")));
         }
+        want.extend(actor.iter().map(|k| format!("calibration.actor.{k}")));
         got.sort();
         want.sort();
         assert_eq!(got, want);
