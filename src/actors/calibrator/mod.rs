@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use tracing::{info, warn};
 
 use super::{ActorSnapshot, ActorStats};
