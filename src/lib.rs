@@ -95,6 +95,7 @@ impl Daemon {
         let cache = CacheState::new();
         cache.set_complete(db::writer::load_complete(&pools.reader).await?);
         cache.set_rules(db::rules::load_rules(&pools.reader).await?);
+        config.calibration.apply_pinned(&cache);
         let (writer, writer_arbiter) =
             DbWriterHandle::start(pools.writer.clone(), pools.backend, cache.clone());
         let supervisor = Supervisor::default();

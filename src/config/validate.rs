@@ -111,6 +111,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if let Err(problem) = self.calibration.pinned_values() {
+            return Err(ConfigError::key("calibration.pinned", problem));
+        }
         Ok(())
     }
 

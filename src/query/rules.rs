@@ -307,6 +307,19 @@ impl Rules {
         rules
     }
 
+    /// Every decided value.
+    pub fn values(&self) -> Vec<RuleValue> {
+        self.states.values().filter_map(RuleState::value).collect()
+    }
+
+    /// The decided rules as `calibration.pinned` spells them (`rule`, `value`).
+    pub fn pinned(&self) -> Vec<(String, String)> {
+        self.states
+            .iter()
+            .filter_map(|(r, s)| Some((r.key().to_owned(), s.value()?.label())))
+            .collect()
+    }
+
     pub fn state(&self, rule: Rule) -> &RuleState {
         self.states.get(&rule).unwrap_or(&UNDECIDED)
     }

@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod calibration;
 mod cli;
 mod crash;
 mod daemon;

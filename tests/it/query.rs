@@ -20,14 +20,14 @@ use sgcache::state::CacheState;
 
 use crate::support::{MockSite, TestDb, databases, fixture_schema_config, test_config};
 
-const NOW: &str = "2024-03-06T12:00:00Z"; // a Wednesday
+pub(crate) const NOW: &str = "2024-03-06T12:00:00Z"; // a Wednesday
 
-struct Ctx {
-    pools: Pools,
-    site: Arc<SiteSchema>,
-    cached: CachedSchema,
-    complete: BTreeSet<String>,
-    writer: DbWriterHandle,
+pub(crate) struct Ctx {
+    pub pools: Pools,
+    pub site: Arc<SiteSchema>,
+    pub cached: CachedSchema,
+    pub complete: BTreeSet<String>,
+    pub writer: DbWriterHandle,
     _arbiter: actix::Arbiter,
 }
 
@@ -45,7 +45,7 @@ fn upsert(ty: &str, active: bool, records: Vec<Value>) -> WriteOp {
     }
 }
 
-fn link(ty: &str, id: i64) -> Value {
+pub(crate) fn link(ty: &str, id: i64) -> Value {
     json!({"type": ty, "id": id})
 }
 
@@ -223,7 +223,7 @@ async fn read(ctx: &Ctx, args: Value) -> Value {
         .unwrap_or_else(|e| panic!("{args}: {e}\n{:?}", compiled.page.render(compiled.dialect)))
 }
 
-fn ids(results: &Value) -> Vec<i64> {
+pub(crate) fn ids(results: &Value) -> Vec<i64> {
     results["entities"]
         .as_array()
         .expect("entities")
@@ -1119,7 +1119,7 @@ const WORDS: &[&str] = &[
     "hello",
 ];
 
-fn seed_mock(site: &MockSite) {
+pub(crate) fn seed_mock(site: &MockSite) {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let now = sgcache::time::parse(NOW).unwrap();
     let time = |rng: &mut Rng, days: i64| {
@@ -1273,7 +1273,7 @@ fn rng_pick<T: Clone>(rng: &mut Rng, items: &[T]) -> T {
 
 /// Copies every row of the mock into the cache through the DbWriter, links as stored (links to
 /// retired entities too, as a cache that saw them before the retirement holds them).
-async fn copy_mock(site: &MockSite, test_db: &TestDb) -> Ctx {
+pub(crate) async fn copy_mock(site: &MockSite, test_db: &TestDb) -> Ctx {
     let mut config = test_config(test_db, None);
     fixture_schema_config(&mut config);
     let pools = db::connect(&config.database).await.expect("connect");
@@ -1525,11 +1525,8 @@ fn differential_conditions() -> Vec<(&'static str, &'static str, &'static str, V
     out
 }
 
-#[actix_web::test]
-async fn agrees_with_the_mock_site() {
-    let site = MockSite::start();
-    site.freeze_clock(Some(sgcache::time::parse(NOW).unwrap()));
-    seed_mock(&site);
+/// The return fields and sorts of the differential reads.
+fn differential_shape() -> (Value, Vec<Value>) {
     let return_fields = json!([
         "code",
         "content",
@@ -1555,7 +1552,7 @@ async fn agrees_with_the_mock_site() {
         "shots",
         "nope"
     ]);
-    let sorts = [
+    let sorts = vec![
         json!([]),
         json!([{"field_name": "sg_cut_in", "direction": "desc"}]),
         json!([{"field_name": "code"}]),
@@ -1567,142 +1564,184 @@ async fn agrees_with_the_mock_site() {
         json!([{"field_name": "created_at"}]),
         json!([{"field_name": "password_strength", "direction": "desc"}]),
     ];
+    (return_fields, sorts)
+}
+
+/// The differential corpus: every condition alone (sorted and paged in turn), random and/or
+/// trees of them (retired rows too) from `seed`, and filters the site rejects.
+pub(crate) fn differential_cases(site: &SiteSchema, seed: u64) -> Vec<Value> {
+    let (return_fields, sorts) = differential_shape();
+    let mut cases: Vec<Value> = Vec::new();
+    let conditions = differential_conditions();
+    for (i, (ty, path, rel, values)) in conditions.iter().enumerate() {
+        let mut sorts_for: Vec<Value> = sorts
+            .iter()
+            .filter(|s| {
+                s.as_array().unwrap().iter().all(|x| {
+                    site.field(
+                        ty,
+                        x["field_name"].as_str().unwrap().split('.').next().unwrap(),
+                    )
+                    .is_some()
+                })
+            })
+            .cloned()
+            .collect();
+        let n = sorts_for.len();
+        sorts_for.rotate_left(i % n);
+        let per_page = [500, 3, 7][i % 3];
+        let page = if per_page == 500 { 1 } else { 1 + (i / 3) % 3 };
+        cases.push(
+            json!({"type": ty, "filters": {"logical_operator": "and", "conditions": [
+            {"path": path, "relation": rel, "values": values}]},
+            "return_fields": return_fields, "sorts": sorts_for[0],
+            "paging": {"entities_per_page": per_page, "current_page": page}}),
+        );
+    }
+    let mut rng = Rng(seed);
+    for i in 0..400 {
+        let ty = ["Shot", "Task"][i % 2];
+        let pool: Vec<Value> = conditions
+            .iter()
+            .filter(|c| c.0 == ty)
+            .map(|(_, p, r, v)| json!({"path": p, "relation": r, "values": v}))
+            .collect();
+        let node = |rng: &mut Rng| {
+            let k = 1 + rng.below(3);
+            let conds: Vec<Value> = (0..k).map(|_| rng.pick(&pool)).collect();
+            json!({"logical_operator": rng.pick(&["and", "or"]), "conditions": conds})
+        };
+        let a = node(&mut rng);
+        let b = node(&mut rng);
+        let top = json!({"logical_operator": rng.pick(&["and", "or"]), "conditions": [a, b]});
+        cases.push(json!({"type": ty, "filters": top, "return_fields": return_fields,
+            "return_only": if i % 5 == 0 { "retired" } else { "active" },
+            "sorts": rng.pick(&sorts[..3]), "paging": {"entities_per_page": 4, "current_page": 1 + rng.below(3)}}));
+    }
+    // Faults: filters the site rejects.
+    for (ty, path) in [
+        ("Shot", "nope"),
+        ("Shot", "sg_sequence.Sequence.nope"),
+        ("Task", "entity.Shot.nope"),
+        ("Shot", "code.Sequence.code"),
+        ("Shot", "sg_sequence.Sequence"),
+    ] {
+        cases.push(json!({"type": ty, "filters": [[path, "is", "x"]]}));
+    }
+    cases
+}
+
+/// A new seed each run (printed; SGCACHE_TEST_SEED=N replays one).
+pub(crate) fn differential_seed(backend: &str) -> u64 {
+    let seed = std::env::var("SGCACHE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x42, |d| d.as_nanos() as u64)
+        })
+        | 1;
+    eprintln!("{backend}: differential seed {seed} (SGCACHE_TEST_SEED={seed} replays it)");
+    seed
+}
+
+/// What the differential comparison found.
+#[derive(Default)]
+pub(crate) struct Differential {
+    pub compared: usize,
+    pub passed: usize,
+    pub faults: usize,
+    pub failures: Vec<String>,
+    /// Pass-through reasons (labels) and how often.
+    pub reasons: std::collections::BTreeMap<String, usize>,
+}
+
+/// Plans every case under `rules` at NOW; compares local answers with the mock site's.
+pub(crate) async fn run_differential(
+    site: &MockSite,
+    ctx: &Ctx,
+    rules: &Rules,
+    cases: Vec<Value>,
+) -> Differential {
+    let mut d = Differential::default();
+    let now = sgcache::time::parse(NOW).unwrap();
+    for args in cases {
+        let ty = args["type"].as_str().unwrap();
+        let req = ReadRequest::parse(&args).expect("parse");
+        let mine = plan_read_at(
+            &req,
+            &ctx.cached,
+            &ctx.site,
+            &ctx.complete,
+            rules,
+            ctx.pools.backend,
+            now,
+        );
+        let theirs = mock_read(site, &args).await;
+        let what = format!(
+            "{ty} {} sorts {} paging {} {}",
+            args["filters"], args["sorts"], args["paging"], args["return_only"]
+        );
+        match (mine, theirs) {
+            (Ok(Decision::Local(c)), Ok(expected)) => {
+                d.compared += 1;
+                let got = execute(&c, &ctx.pools.reader)
+                    .await
+                    .unwrap_or_else(|e| panic!("{args}: {e}"));
+                if got != expected {
+                    d.failures.push(format!(
+                        "{what}:\n  got  {:?} {}\n  want {:?} {}",
+                        ids(&got),
+                        got["paging_info"],
+                        ids(&expected),
+                        expected["paging_info"]
+                    ));
+                    if d.failures.len() < 3 {
+                        d.failures
+                            .push(format!("  full got {got}\n  full want {expected}"));
+                    }
+                }
+            }
+            (Ok(Decision::PassThrough(r)), _) => {
+                d.passed += 1;
+                *d.reasons.entry(r.label().to_owned()).or_insert(0) += 1;
+            }
+            (Err(_), Err(_)) => d.faults += 1,
+            (Ok(Decision::Local(_)), Err(fault)) => d
+                .failures
+                .push(format!("{what}: local but the site faults: {fault}")),
+            (Err(e), Ok(_)) => d
+                .failures
+                .push(format!("{what}: error {e} but the site answers")),
+        }
+    }
+    d
+}
+
+#[actix_web::test]
+async fn agrees_with_the_mock_site() {
+    let site = MockSite::start();
+    site.freeze_clock(Some(sgcache::time::parse(NOW).unwrap()));
+    seed_mock(&site);
     for test_db in databases().await {
         let ctx = copy_mock(&site, &test_db).await;
         let backend = ctx.pools.backend.name();
-        let (mut compared, mut passed, mut faults) = (0, 0, 0);
-        let mut failures = Vec::new();
-        let mut cases: Vec<Value> = Vec::new();
-        let conditions = differential_conditions();
-        for (i, (ty, path, rel, values)) in conditions.iter().enumerate() {
-            let mut sorts_for: Vec<Value> = sorts
-                .iter()
-                .filter(|s| {
-                    s.as_array().unwrap().iter().all(|x| {
-                        ctx.site
-                            .field(
-                                ty,
-                                x["field_name"].as_str().unwrap().split('.').next().unwrap(),
-                            )
-                            .is_some()
-                    })
-                })
-                .cloned()
-                .collect();
-            let n = sorts_for.len();
-            sorts_for.rotate_left(i % n);
-            let per_page = [500, 3, 7][i % 3];
-            let page = if per_page == 500 { 1 } else { 1 + (i / 3) % 3 };
-            cases.push(
-                json!({"type": ty, "filters": {"logical_operator": "and", "conditions": [
-                {"path": path, "relation": rel, "values": values}]},
-                "return_fields": return_fields, "sorts": sorts_for[0],
-                "paging": {"entities_per_page": per_page, "current_page": page}}),
-            );
-        }
-        // Compound filters: random and/or trees of conditions on one type, retired rows too.
-        // A new seed every run (printed; SGCACHE_TEST_SEED=N replays one).
-        let seed = std::env::var("SGCACHE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0x42, |d| d.as_nanos() as u64)
-            })
-            | 1;
-        eprintln!("{backend}: differential seed {seed} (SGCACHE_TEST_SEED={seed} replays it)");
-        let mut rng = Rng(seed);
-        for i in 0..400 {
-            let ty = ["Shot", "Task"][i % 2];
-            let pool: Vec<Value> = conditions
-                .iter()
-                .filter(|c| c.0 == ty)
-                .map(|(_, p, r, v)| json!({"path": p, "relation": r, "values": v}))
-                .collect();
-            let node = |rng: &mut Rng| {
-                let k = 1 + rng.below(3);
-                let conds: Vec<Value> = (0..k).map(|_| rng.pick(&pool)).collect();
-                json!({"logical_operator": rng.pick(&["and", "or"]), "conditions": conds})
-            };
-            let a = node(&mut rng);
-            let b = node(&mut rng);
-            let top = json!({"logical_operator": rng.pick(&["and", "or"]), "conditions": [a, b]});
-            cases.push(json!({"type": ty, "filters": top, "return_fields": return_fields,
-                "return_only": if i % 5 == 0 { "retired" } else { "active" },
-                "sorts": rng.pick(&sorts[..3]), "paging": {"entities_per_page": 4, "current_page": 1 + rng.below(3)}}));
-        }
-        // Faults: filters the site rejects.
-        for (ty, path) in [
-            ("Shot", "nope"),
-            ("Shot", "sg_sequence.Sequence.nope"),
-            ("Task", "entity.Shot.nope"),
-            ("Shot", "code.Sequence.code"),
-            ("Shot", "sg_sequence.Sequence"),
-        ] {
-            cases.push(json!({"type": ty, "filters": [[path, "is", "x"]]}));
-        }
-        let mut reasons = std::collections::BTreeMap::new();
-        for args in cases {
-            let ty = args["type"].as_str().unwrap();
-            let req = ReadRequest::parse(&args).expect("parse");
-            let now = sgcache::time::parse(NOW).unwrap();
-            let mine = plan_read_at(
-                &req,
-                &ctx.cached,
-                &ctx.site,
-                &ctx.complete,
-                &Rules::assumed(),
-                ctx.pools.backend,
-                now,
-            );
-            let theirs = mock_read(&site, &args).await;
-            let what = format!(
-                "{ty} {} sorts {} paging {} {}",
-                args["filters"], args["sorts"], args["paging"], args["return_only"]
-            );
-            match (mine, theirs) {
-                (Ok(Decision::Local(c)), Ok(expected)) => {
-                    compared += 1;
-                    let got = execute(&c, &ctx.pools.reader)
-                        .await
-                        .unwrap_or_else(|e| panic!("{args}: {e}"));
-                    if got != expected {
-                        failures.push(format!(
-                            "{what}:\n  got  {:?} {}\n  want {:?} {}",
-                            ids(&got),
-                            got["paging_info"],
-                            ids(&expected),
-                            expected["paging_info"]
-                        ));
-                        if failures.len() < 3 {
-                            failures.push(format!("  full got {got}\n  full want {expected}"));
-                        }
-                    }
-                }
-                (Ok(Decision::PassThrough(r)), _) => {
-                    passed += 1;
-                    *reasons.entry(r.to_string()).or_insert(0) += 1;
-                }
-                (Err(e), Err(fault)) => {
-                    faults += 1;
-                    eprintln!("fault: mine {} / site {fault}", e.message);
-                }
-                (Ok(Decision::Local(_)), Err(fault)) => {
-                    failures.push(format!("{what}: local but the site faults: {fault}"))
-                }
-                (Err(e), Ok(_)) => failures.push(format!("{what}: error {e} but the site answers")),
-            }
-        }
-        eprintln!("{backend}: pass-through reasons {reasons:?}");
-        eprintln!("{backend}: compared {compared}, passed through {passed}, faults {faults}");
-        assert!(
-            failures.is_empty(),
-            "{backend}: {} mismatches (SGCACHE_TEST_SEED={seed} replays this run):\n{}",
-            failures.len(),
-            failures.join("\n")
+        let seed = differential_seed(backend);
+        let cases = differential_cases(&ctx.site, seed);
+        let d = run_differential(&site, &ctx, &Rules::assumed(), cases).await;
+        eprintln!("{backend}: pass-through reasons {:?}", d.reasons);
+        eprintln!(
+            "{backend}: compared {}, passed through {}, faults {}",
+            d.compared, d.passed, d.faults
         );
-        assert!(compared > 500, "{backend}: only {compared} compared");
+        assert!(
+            d.failures.is_empty(),
+            "{backend}: {} mismatches (SGCACHE_TEST_SEED={seed} replays this run):\n{}",
+            d.failures.len(),
+            d.failures.join("\n")
+        );
+        assert!(d.compared > 500, "{backend}: only {} compared", d.compared);
     }
 }
 

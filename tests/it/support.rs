@@ -162,6 +162,12 @@ pub fn test_config(db: &TestDb, site: Option<&MockSite>) -> Config {
         "HumanUser".into(),
     ];
     config.schema.refresh_interval = Duration::from_secs(3600);
+    // The mock site's default rules, vouched for: no probe requests in the other tests.
+    config.calibration.enabled = false;
+    config.calibration.pinned = sgcache::query::rules::Rules::assumed()
+        .pinned()
+        .into_iter()
+        .collect();
     config
 }
 

@@ -15,10 +15,11 @@
 //! A run starts after priming and after schema changes (the set of complete types or the
 //! cached schema changed), and every `calibration.interval`; it sends at most
 //! `calibration.max_requests` requests. Runs, requests and the last error are on `/status`.
+//! Rules in `calibration.pinned` are decided by the operator and never probed.
 pub mod engine;
 pub mod probes;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +51,37 @@ pub struct CalibrationConfig {
     pub interval: Duration,
     /// Requests to the site per run, at most.
     pub max_requests: u32,
+    /// Rules the operator vouches for (`rule = "value"`): decided from the start, never
+    /// probed. For example `{ text_order = "case_insensitive", time_zone = "+01:00" }`.
+    pub pinned: BTreeMap<String, String>,
+}
+
+impl CalibrationConfig {
+    /// The pinned rules' values; an unknown rule or value is a configuration error.
+    pub fn pinned_values(&self) -> Result<Vec<RuleValue>, String> {
+        self.pinned
+            .iter()
+            .map(|(rule, value)| {
+                let r = Rule::from_key(rule).ok_or_else(|| format!("unknown rule {rule}"))?;
+                RuleValue::parse(r, value).ok_or_else(|| {
+                    let known: Vec<String> = r.candidates().iter().map(|v| v.label()).collect();
+                    format!("{rule} = {value:?}: expected one of {}", known.join(", "))
+                })
+            })
+            .collect()
+    }
+
+    /// Records the pinned rules as decided in the shared view (they are not stored).
+    pub fn apply_pinned(&self, cache: &CacheState) {
+        for value in self.pinned_values().unwrap_or_default() {
+            let evidence = Evidence {
+                probed_at: String::new(),
+                requests: 0,
+                detail: "pinned by calibration.pinned".into(),
+            };
+            cache.set_rule(value.rule(), RuleState::Decided { value, evidence });
+        }
+    }
 }
 
 impl Default for CalibrationConfig {
@@ -58,6 +90,7 @@ impl Default for CalibrationConfig {
             enabled: true,
             interval: Duration::from_secs(3600),
             max_requests: 40,
+            pinned: BTreeMap::new(),
         }
     }
 }
@@ -87,6 +120,7 @@ pub async fn calibrate(
     local: &Local<'_>,
     client: &UpstreamClient,
     current: &Rules,
+    skip: &[Rule],
     max_requests: u32,
 ) -> Run {
     let mut rules = current.clone();
@@ -95,7 +129,7 @@ pub async fn calibrate(
         left: max_requests,
         sent: 0,
     };
-    for rule in ORDER {
+    for rule in ORDER.into_iter().filter(|r| !skip.contains(r)) {
         let probes = probes::probes_for(local, rule).await;
         budget.sent = 0;
         let settled = if probes.is_empty() {
@@ -309,6 +343,11 @@ impl Calibrator {
         let (reader, backend) = (self.pools.reader.clone(), self.pools.backend);
         let (writer, stats) = (self.writer.clone(), self.stats.clone());
         let max = self.config.calibration.max_requests;
+        let pinned: Vec<Rule> = (self.config.calibration.pinned_values())
+            .unwrap_or_default()
+            .iter()
+            .map(|v| v.rule())
+            .collect();
         let fut = async move {
             let now = chrono::Utc::now();
             let local = Local {
@@ -317,7 +356,7 @@ impl Calibrator {
                 backend,
                 now,
             };
-            let run = calibrate(&local, &client, &view.rules, max).await;
+            let run = calibrate(&local, &client, &view.rules, &pinned, max).await;
             record(&stats, &run, now);
             let ops: Vec<WriteOp> = run
                 .updates

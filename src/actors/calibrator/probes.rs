@@ -1,12 +1,15 @@
 //! Probe reads for each rule, built from data the cache already holds. The data is found with
 //! local reads that depend on no calibrated rule (filters on one field, sorted by id); a rule
 //! without suitable data gets no probe and stays as it is.
-use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
 use serde_json::{Value as Json, json};
 
 use super::engine::Local;
+use crate::query::calibrated::CalUnit;
 use crate::query::filters::case_insensitive;
-use crate::query::rules::{Rule, Rules};
+use crate::query::rules::{Rule, RuleValue, Rules};
 use crate::schema::{CachedEntity, CachedField, ColumnLayout, FieldKind};
 use crate::time;
 
@@ -28,8 +31,7 @@ pub async fn probes_for(local: &Local<'_>, rule: Rule) -> Vec<Json> {
             }
             Rule::TextOrder => text_order(local, entity).await,
             Rule::EmptyMultiPath => empty_multi_path(local, entity).await,
-            Rule::TimeZone => relative_dates(local, entity, "in_calendar_day", 3).await,
-            Rule::WeekStart => relative_dates(local, entity, "in_calendar_week", 10).await,
+            Rule::TimeZone | Rule::WeekStart => relative_dates(local, entity, rule).await,
         };
         out.extend(found);
         if out.len() >= PROBES_PER_RULE {
@@ -211,18 +213,22 @@ fn telling_values<'v>(values: &[&'v str]) -> Vec<&'v str> {
     chosen
 }
 
-/// A row whose multi-entity field is empty, filtered through that field to `Type.id is null`.
+/// A row whose multi-entity field is empty, filtered through that field to
+/// `Type.<display field> is null`.
 async fn empty_multi_path(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json> {
     let multi = entity
         .fields
         .values()
         .filter(|f| matches!(f.layout, ColumnLayout::MultiEntity { .. }));
     for field in multi {
-        let Some(target) = field
-            .valid_types
-            .iter()
-            .find(|t| local.view.complete.contains(*t))
-        else {
+        // A field of a complete target type (its display field: `id` is not a path field).
+        let target = field.valid_types.iter().find_map(|t| {
+            let entity = local.view.schema.entity(t)?;
+            let shown = entity.display_field.as_ref()?;
+            (local.view.complete.contains(t) && entity.fields.contains_key(shown))
+                .then_some((t, shown))
+        });
+        let Some((target, shown)) = target else {
             continue;
         };
         let empty = sample(
@@ -236,11 +242,11 @@ async fn empty_multi_path(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json>
         let Some(id) = ids(&empty).first().copied() else {
             continue;
         };
-        let path = format!("{}.{target}.id", field.name);
+        let path = format!("{}.{target}.{shown}", field.name);
         return vec![probe(
             entity,
             json!([
-                cond("id", "is", json!(id)),
+                cond("id", "is", json!([id])),
                 cond(&path, "is", json!([null]))
             ]),
             json!([]),
@@ -249,16 +255,15 @@ async fn empty_multi_path(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json>
     Vec::new()
 }
 
-/// `relation [k]` on a date-time field for every period offset `k` holding data within
-/// `days` of now (the offsets where the candidates' periods differ are among them).
-async fn relative_dates(
-    local: &Local<'_>,
-    entity: &CachedEntity,
-    relation: &str,
-    days: i64,
-) -> Vec<Json> {
+/// `relation [k]` on a date-time field for the period offsets `k` (within `days` of now) whose
+/// rows fall in different periods under different candidates: there the candidates differ.
+async fn relative_dates(local: &Local<'_>, entity: &CachedEntity, rule: Rule) -> Vec<Json> {
     let Some(field) = scalar_fields(entity).find(|f| f.kind == FieldKind::DateTime) else {
         return Vec::new();
+    };
+    let (relation, unit, days) = match rule {
+        Rule::WeekStart => ("in_calendar_week", CalUnit::Week, 10),
+        _ => ("in_calendar_day", CalUnit::Day, 3),
     };
     let around = |d: i64| time::format(local.now + Duration::days(d));
     let rows = sample(
@@ -273,16 +278,13 @@ async fn relative_dates(
         500,
     )
     .await;
-    let period_days = if relation == "in_calendar_week" { 7 } else { 1 };
-    let mut offsets: Vec<i64> = rows
+    let times: Vec<DateTime<Utc>> = rows
         .iter()
         .filter_map(|r| r.get(&field.name).and_then(Json::as_str))
         .filter_map(time::parse)
-        .flat_map(|t| period_offsets(local.now, t, period_days))
         .collect();
-    offsets.sort_unstable();
-    offsets.dedup();
-    offsets
+    let variants = zone_and_week_candidates(&local.view.rules, rule);
+    telling_offsets(local.now, &times, unit, &variants)
         .into_iter()
         .map(|k| {
             probe(
@@ -294,10 +296,48 @@ async fn relative_dates(
         .collect()
 }
 
-/// The period offsets (relative to now's) that `t` may fall in, whatever the zone and week.
-fn period_offsets(now: DateTime<Utc>, t: DateTime<Utc>, period_days: i64) -> Vec<i64> {
-    let k = (t - now).num_days().div_euclid(period_days);
-    vec![k - 1, k, k + 1]
+/// The (UTC offset, week start) pairs the probed rule's candidates stand for.
+fn zone_and_week_candidates(rules: &Rules, rule: Rule) -> Vec<(i32, Weekday)> {
+    let zone = rules.utc_offset().unwrap_or(0);
+    rule.candidates()
+        .into_iter()
+        .filter_map(|v| match v {
+            RuleValue::TimeZone(m) => Some((m, Weekday::Mon)),
+            RuleValue::WeekStart(d) => Some((zone, d)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Period offsets (relative to now's period) that some time falls in under one candidate and
+/// not under another.
+fn telling_offsets(
+    now: DateTime<Utc>,
+    times: &[DateTime<Utc>],
+    unit: CalUnit,
+    variants: &[(i32, Weekday)],
+) -> Vec<i64> {
+    let index = |t: DateTime<Utc>, (zone, week): (i32, Weekday)| {
+        let local = (t + Duration::minutes(i64::from(zone))).date_naive();
+        match unit {
+            CalUnit::Week => {
+                let start = local - Duration::days(i64::from(local.weekday().days_since(week)));
+                i64::from(start.num_days_from_ce()).div_euclid(7)
+            }
+            _ => i64::from(local.num_days_from_ce()),
+        }
+    };
+    let mut out = BTreeSet::new();
+    for &t in times {
+        let ks: BTreeSet<i64> = variants
+            .iter()
+            .map(|&v| index(t, v) - index(now, v))
+            .collect();
+        if ks.len() > 1 {
+            out.extend(ks);
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -311,5 +351,21 @@ mod tests {
         // "abc" vs "Tree": code point puts "Tree" first, case-insensitive "abc" first.
         assert_eq!(v[2..], ["abc", "Tree"]);
         assert!(telling_values(&["a", "b"]).is_empty());
+    }
+
+    #[test]
+    fn telling_offsets_keep_only_times_near_a_boundary() {
+        let now = time::parse("2024-03-06T12:00:00Z").unwrap(); // a Wednesday
+        let t = |s: &str| time::parse(s).unwrap();
+        let zones = [(0, Weekday::Mon), (-300, Weekday::Mon)];
+        // 02:00 UTC is the previous day at UTC-5; 12:00 UTC the same day in both zones.
+        let times = [t("2024-03-05T02:00:00Z"), t("2024-03-06T12:00:00Z")];
+        assert_eq!(telling_offsets(now, &times, CalUnit::Day, &zones), [-2, -1]);
+        let weeks = [(0, Weekday::Mon), (0, Weekday::Sun)];
+        let sunday = [t("2024-03-03T10:00:00Z"), t("2024-03-05T10:00:00Z")];
+        assert_eq!(
+            telling_offsets(now, &sunday, CalUnit::Week, &weeks),
+            [-1, 0]
+        );
     }
 }
