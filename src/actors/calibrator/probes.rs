@@ -14,7 +14,7 @@ use crate::schema::{CachedEntity, CachedField, ColumnLayout, FieldKind};
 use crate::time;
 
 /// Types looked at per rule (the first complete ones, by name).
-const TYPES_PER_RULE: usize = 8;
+const TYPES_PER_RULE: usize = 64;
 /// Probes built per rule at most.
 const PROBES_PER_RULE: usize = 8;
 /// Rows a probe returns at most.
@@ -183,8 +183,9 @@ async fn text_order(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json> {
     out
 }
 
-/// Up to a dozen values: case variants first, then a pair ordered differently by code point
-/// and case-insensitively.
+/// Up to a dozen values: case variants first (those where the earlier row, by id, has the
+/// later code point: there "ties by id" and "ties by code point" differ), then a pair ordered
+/// differently by code point and case-insensitively.
 fn telling_values<'v>(values: &[&'v str]) -> Vec<&'v str> {
     let mut chosen: Vec<&str> = Vec::new();
     for (i, a) in values.iter().enumerate() {
@@ -193,7 +194,7 @@ fn telling_values<'v>(values: &[&'v str]) -> Vec<&'v str> {
         }
         let variant = values[i + 1..]
             .iter()
-            .find(|b| *b != a && b.eq_ignore_ascii_case(a));
+            .find(|b| *b < a && b.eq_ignore_ascii_case(a));
         if let Some(b) = variant
             && !chosen.iter().any(|c| c.eq_ignore_ascii_case(a))
         {
@@ -210,6 +211,8 @@ fn telling_values<'v>(values: &[&'v str]) -> Vec<&'v str> {
     if let Some((a, b)) = crossed {
         chosen.extend([a, b]);
     }
+    chosen.sort_unstable();
+    chosen.dedup();
     chosen
 }
 
@@ -346,10 +349,11 @@ mod tests {
 
     #[test]
     fn telling_values_pick_case_variants_and_a_crossed_pair() {
+        // "abc" (the earlier row) and "ABC"; "abc" vs "Tree": code point puts "Tree" first.
         let v = telling_values(&["abc", "Tree", "ABC", "b", "zz"]);
-        assert_eq!(v[..2], ["abc", "ABC"]);
-        // "abc" vs "Tree": code point puts "Tree" first, case-insensitive "abc" first.
-        assert_eq!(v[2..], ["abc", "Tree"]);
+        assert_eq!(v, ["ABC", "Tree", "abc"]);
+        // "ABC" before "abc" by id and by code point alike: not a telling pair.
+        assert_eq!(telling_values(&["ABC", "abc"]), Vec::<&str>::new());
         assert!(telling_values(&["a", "b"]).is_empty());
     }
 
