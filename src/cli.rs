@@ -89,6 +89,14 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "TYPES")]
         types: Vec<String>,
     },
+    /// Explain what sgcache would do with a request: the body POST /api3/json takes (JSON),
+    /// from FILE or standard input. Prints the decision (local, pass_through or fault), the
+    /// reason, the calibrated rules it relied on and, for a local read, the SQL.
+    Explain {
+        /// The request body (default or "-": standard input).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 //! start a DbWriter.
 mod config;
 mod events;
+mod explain;
 mod scan;
 mod schema;
 mod serve;
@@ -72,6 +73,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => scan::scan(&config, full, &types, &projects).await,
         Command::Events { from } => events::set_checkpoint(&config, from).await,
         Command::Verify { sample, types } => verify::verify(&config, sample, &types).await,
+        Command::Explain { file } => explain::explain(&config, file.as_deref()).await,
         Command::Config(ConfigCommand::Check) => {
             config::check(&config);
             Ok(())

@@ -5,7 +5,8 @@ use std::path::Path;
 use super::Bootstrap;
 use crate::actors::schema_loader::{apply_schema, fetch_schema, stored_schema};
 use crate::config::Config;
-use crate::schema::{CachedSchema, SelectionReport};
+use crate::db::Pools;
+use crate::schema::{CachedSchema, SelectionReport, SiteSchema};
 use crate::upstream::UpstreamClient;
 
 /// Fetches the schema from the site (or `[schema] file`), creates/alters the cache tables and
@@ -40,20 +41,27 @@ pub async fn fetch(config: &Config, output: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The site schema: `[schema] file`, else the one stored by the last fetch (in the database
+/// of `pools`, or of a bootstrap opened for the purpose).
+pub async fn site_schema(config: &Config, pools: Option<&Pools>) -> anyhow::Result<SiteSchema> {
+    let src = match pools {
+        _ if config.schema.file.is_some() => Some(fetch_schema(config, None).await?),
+        Some(pools) => stored_schema(pools).await?,
+        None => {
+            Bootstrap::open(config)
+                .await?
+                .run(async |boot| Ok(stored_schema(&boot.pools).await?))
+                .await?
+        }
+    };
+    let src = src
+        .ok_or_else(|| anyhow::anyhow!("no schema stored yet: run `sgcache schema fetch` first"))?;
+    Ok(src.parse()?)
+}
+
 /// Shows which types and fields are cached, and which are skipped and why.
 pub async fn show(config: &Config, json: bool) -> anyhow::Result<()> {
-    let src = if config.schema.file.is_some() {
-        fetch_schema(config, None).await?
-    } else {
-        Bootstrap::open(config)
-            .await?
-            .run(async |boot| Ok(stored_schema(&boot.pools).await?))
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("no schema stored yet: run `sgcache schema fetch` first")
-            })?
-    };
-    let site = src.parse()?;
+    let site = site_schema(config, None).await?;
     let (cached, report) = crate::schema::select(&site, &config.schema.rules())?;
     if json {
         println!(

@@ -1,7 +1,9 @@
 //! The HTTP surface: `/api3/json`, file traffic and browser redirects, `/ping`, `/status`
-//! (JSON, or the HTML status page for browsers), `/metrics`, `/healthz`, `/readyz`.
+//! (JSON, or the HTML status page for browsers), `/metrics`, `/healthz`, `/readyz`, and
+//! `POST /explain` (what sgcache would do with a request, see [`explain`]).
 pub mod api3;
 pub mod auth;
+pub mod explain;
 pub mod files;
 pub mod health;
 pub mod metrics;
@@ -17,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/explain", web::post().to(explain::handler))
         .route("/api3/json", web::post().to(api3::api3))
         .route("/{prefix:.*}/api3/json", web::post().to(api3::api3))
         .route("/upload/{tail:.*}", web::route().to(files::proxy))

@@ -230,6 +230,7 @@ pub fn render(doc: &StatusDocument) -> String {
     verification(&mut h, doc);
     cards(&mut h, doc);
     types(&mut h, doc);
+    rules(&mut h, doc);
     actors(&mut h, doc);
     let _ = write!(
         h,
@@ -484,6 +485,32 @@ fn types(h: &mut String, doc: &StatusDocument) {
             opt_int(t.active),
             opt_int(t.retired),
             last_scan,
+        );
+    }
+    let _ = write!(h, "</table></section>");
+}
+
+/// The site's calibrated rules: state, value, evidence, what they affect.
+fn rules(h: &mut String, doc: &StatusDocument) {
+    let _ = write!(
+        h,
+        "<section class=\"card full\"><h2>Site rules</h2><table><tr><th>rule</th><th>state</th>\
+         <th>value</th><th>evidence</th><th>affects</th></tr>"
+    );
+    for r in &doc.calibration.rules {
+        let class = if r.value.is_some() { "ok" } else { "warn" };
+        let evidence = r.evidence.as_ref().map_or_else(
+            || "—".to_owned(),
+            |e| format!("{} · {} requests · {}", e.probed_at, e.requests, e.detail),
+        );
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td><span class=\"badge {class}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(r.rule),
+            esc(r.state),
+            opt(r.value.as_deref()),
+            esc(&evidence),
+            esc(r.affects),
         );
     }
     let _ = write!(h, "</table></section>");

@@ -93,13 +93,14 @@ fn seeded_site(semantics: Semantics) -> MockSite {
 }
 
 fn client(site: &MockSite) -> UpstreamClient {
-    let mut shotgun = sgcache::config::ShotgunConfig::default();
-    shotgun.url = site.url();
-    shotgun.script_name = "sgcache".into();
-    shotgun.api_key = Secret::new("test-key");
-    shotgun.max_attempts = 1;
-    shotgun.timeout = Duration::from_secs(5);
-    UpstreamClient::new(&shotgun)
+    UpstreamClient::new(&sgcache::config::ShotgunConfig {
+        url: site.url(),
+        script_name: "sgcache".into(),
+        api_key: Secret::new("test-key"),
+        max_attempts: 1,
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
 }
 
 /// One calibration run at NOW against `site`, applied to `rules`.

@@ -10,6 +10,7 @@ mod daemon;
 mod db_faults;
 mod ddl;
 mod events;
+mod explain;
 mod hostile;
 mod links;
 mod ops;

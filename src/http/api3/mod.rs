@@ -27,6 +27,7 @@ pub use stats::{RequestStats, RequestsSnapshot};
 use crate::actors::site_info::SiteInfoState;
 use crate::actors::verifier::VerifierHandle;
 use crate::actors::write_back::{WriteBack, WriteBackStats};
+use crate::api3::envelope::Envelope;
 use crate::api3::method::ApiMethod;
 use crate::db::Pools;
 use crate::error::ApiError;
@@ -132,22 +133,8 @@ impl RequestContext {
         started: Instant,
     ) -> Result<RequestContext, ApiError> {
         let body = read_body(payload, state.max_body_bytes).await?;
-        let envelope: Json = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!("sgcache: the request body is not valid JSON: {e}"))
-        })?;
-        let method = envelope
-            .get("method_name")
-            .and_then(Json::as_str)
-            .map(ApiMethod::parse)
-            .ok_or_else(|| {
-                ApiError::bad_request("sgcache: the request has no method_name string")
-            })?;
+        let Envelope { method, params } = Envelope::parse(&body)?;
         state.stats.received(&method);
-        let params = match envelope.get("params") {
-            None | Some(Json::Null) => Vec::new(),
-            Some(Json::Array(params)) => params.clone(),
-            Some(_) => return Err(ApiError::bad_request("sgcache: params must be a list")),
-        };
         Ok(RequestContext {
             req,
             body,
