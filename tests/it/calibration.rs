@@ -94,7 +94,7 @@ fn seeded_site(semantics: Semantics) -> MockSite {
 
 fn client(site: &MockSite) -> UpstreamClient {
     UpstreamClient::new(&sgcache::config::ShotgunConfig {
-        url: site.url(),
+        url: Some(site.url().parse().expect("the mock site URL")),
         script_name: "sgcache".into(),
         api_key: Secret::new("test-key"),
         max_attempts: 1,
