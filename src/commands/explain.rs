@@ -34,10 +34,13 @@ pub async fn explain(config: &Config, file: Option<&Path>) -> anyhow::Result<()>
             state.set_rules(crate::db::rules::load_rules(&pools.reader).await?);
             config.calibration.apply_pinned(&state);
             let now = chrono::Utc::now();
+            let projects = &config.scanner.projects;
+            let view = state.view();
             Ok(crate::http::explain::explain(
                 &body,
-                &state.view(),
+                &view,
                 pools.backend,
+                projects,
                 now,
             ))
         })

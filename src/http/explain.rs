@@ -87,14 +87,20 @@ impl Explanation {
 }
 
 /// Explains a request body against the cache as `view` shows it.
-pub fn explain(body: &[u8], view: &CacheView, backend: Backend, now: DateTime<Utc>) -> Explanation {
+pub fn explain(
+    body: &[u8],
+    view: &CacheView,
+    backend: Backend,
+    projects: &[i64],
+    now: DateTime<Utc>,
+) -> Explanation {
     let envelope = match Envelope::parse(body) {
         Ok(e) => e,
         Err(e) => return Explanation::fault(None, &e),
     };
     let method = &envelope.method;
     match method {
-        ApiMethod::Read => explain_read(&envelope, view, backend, now),
+        ApiMethod::Read => explain_read(&envelope, view, backend, projects, now),
         ApiMethod::Info => Explanation::local(method, "answered from the site's stored info reply"),
         ApiMethod::SchemaRead | ApiMethod::SchemaEntityRead | ApiMethod::SchemaFieldRead => {
             Explanation::local(
@@ -111,6 +117,7 @@ fn explain_read(
     envelope: &Envelope,
     view: &CacheView,
     backend: Backend,
+    projects: &[i64],
     now: DateTime<Utc>,
 ) -> Explanation {
     let method = &envelope.method;
@@ -127,7 +134,7 @@ fn explain_read(
         site: &view.site,
         complete: &view.complete,
     };
-    let plan = match explain_read_at(&request, schemas, &view.rules, backend, now) {
+    let plan = match explain_read_at(&request, schemas, &view.rules, backend, projects, now) {
         Ok(p) => p,
         Err(e) => return Explanation::fault(Some(method), &e),
     };
@@ -156,5 +163,6 @@ fn explain_read(
 /// `POST /explain`: the body `/api3/json` takes; answers an [`Explanation`].
 pub async fn handler(body: Bytes, state: web::Data<Api3State>) -> HttpResponse {
     let view = state.cache.view();
-    HttpResponse::Ok().json(explain(&body, &view, state.pools.backend, Utc::now()))
+    let (backend, projects) = (state.pools.backend, &state.projects);
+    HttpResponse::Ok().json(explain(&body, &view, backend, projects, Utc::now()))
 }

@@ -336,8 +336,16 @@ mod tests {
         let (cached, site, complete) = setup();
         let decide = |args: serde_json::Value, projects: &[i64]| {
             let req = ReadRequest::parse(&args).unwrap();
-            match plan_read_restricted(&req, &cached, &site, &complete, Backend::Sqlite, projects)
-                .unwrap()
+            match plan_read_restricted(
+                &req,
+                &cached,
+                &site,
+                &complete,
+                &Rules::assumed(),
+                Backend::Sqlite,
+                projects,
+            )
+            .unwrap()
             {
                 Decision::Local(_) => None,
                 Decision::PassThrough(r) => Some(r),

@@ -116,6 +116,7 @@ async fn run_calibration(site: &MockSite, ctx: &Ctx, rules: &mut Rules) -> Run {
         reader: &ctx.pools.reader,
         backend: ctx.pools.backend,
         now: sgcache::time::parse(NOW).unwrap(),
+        projects: &[],
     };
     let run = calibrate(&local, &client(site), rules, &[], 100).await;
     for (rule, state) in &run.updates {

@@ -13,7 +13,7 @@ use crate::query::Decision;
 use crate::query::paths::Schemas;
 use crate::query::plan::explain_read_at;
 use crate::query::rules::{EmptyIn, Rule, RuleValue, Rules};
-use crate::schema::Backend;
+use crate::schema::{Backend, CachedEntity};
 use crate::state::CacheView;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -49,9 +49,26 @@ pub struct Local<'a> {
     pub reader: &'a DatabaseConnection,
     pub backend: Backend,
     pub now: DateTime<Utc>,
+    /// `scanner.projects`: probes on types with a `project` field are restricted to them.
+    pub projects: &'a [i64],
 }
 
 impl Local<'_> {
+    /// `conditions` plus, when the cache holds only some projects and `entity` has a
+    /// `project` field, `project in [...]`.
+    pub fn restrict(&self, entity: &CachedEntity, mut conditions: Vec<Json>) -> Json {
+        if !self.projects.is_empty() && entity.fields.contains_key("project") {
+            let links: Vec<Json> = self
+                .projects
+                .iter()
+                .map(|id| serde_json::json!({"type": "Project", "id": id}))
+                .collect();
+            conditions
+                .push(serde_json::json!({"path": "project", "relation": "in", "values": links}));
+        }
+        serde_json::json!({"logical_operator": "and", "conditions": conditions})
+    }
+
     /// The results of a read answered from the cache under `rules`; `None` if it would be
     /// passed through (or fails).
     pub async fn read(&self, args: &Json, rules: &Rules) -> Option<Json> {
@@ -68,7 +85,7 @@ impl Local<'_> {
             site: &self.view.site,
             complete: &self.view.complete,
         };
-        explain_read_at(&req, schemas, rules, self.backend, self.now)
+        explain_read_at(&req, schemas, rules, self.backend, self.projects, self.now)
             .ok()
             .map(|p| p.decision)
     }

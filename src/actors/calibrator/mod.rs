@@ -343,6 +343,7 @@ impl Calibrator {
         let (reader, backend) = (self.pools.reader.clone(), self.pools.backend);
         let (writer, stats) = (self.writer.clone(), self.stats.clone());
         let max = self.config.calibration.max_requests;
+        let projects = self.config.scanner.projects.clone();
         let pinned: Vec<Rule> = (self.config.calibration.pinned_values())
             .unwrap_or_default()
             .iter()
@@ -355,6 +356,7 @@ impl Calibrator {
                 reader: &reader,
                 backend,
                 now,
+                projects: &projects,
             };
             let run = calibrate(&local, &client, &view.rules, &pinned, max).await;
             record(&stats, &run, now);

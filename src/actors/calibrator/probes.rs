@@ -25,7 +25,7 @@ pub async fn probes_for(local: &Local<'_>, rule: Rule) -> Vec<Json> {
     let mut out = Vec::new();
     for entity in complete_types(local) {
         let found = match rule {
-            Rule::EmptyIn => empty_in(entity),
+            Rule::EmptyIn => empty_in(local, entity),
             Rule::NullsAscending | Rule::NullsDescending => {
                 nulls(local, entity, rule == Rule::NullsDescending).await
             }
@@ -51,10 +51,11 @@ fn complete_types<'a>(local: &Local<'a>) -> impl Iterator<Item = &'a CachedEntit
         .take(TYPES_PER_RULE)
 }
 
-fn probe(entity: &CachedEntity, conditions: Json, sorts: Json) -> Json {
+fn probe(local: &Local<'_>, entity: &CachedEntity, conditions: Json, sorts: Json) -> Json {
+    let conditions = conditions.as_array().cloned().unwrap_or_default();
     json!({
         "type": entity.name,
-        "filters": {"logical_operator": "and", "conditions": conditions},
+        "filters": local.restrict(entity, conditions),
         "return_fields": ["id"],
         "sorts": sorts,
         "paging": {"entities_per_page": PROBE_PAGE, "current_page": 1},
@@ -74,9 +75,10 @@ async fn sample(
     fields: &[&str],
     limit: u32,
 ) -> Vec<Json> {
+    let conditions = conditions.as_array().cloned().unwrap_or_default();
     let args = json!({
         "type": entity.name,
-        "filters": {"logical_operator": "and", "conditions": conditions},
+        "filters": local.restrict(entity, conditions),
         "return_fields": fields,
         "paging": {"entities_per_page": limit, "current_page": 1},
     });
@@ -104,8 +106,9 @@ fn scalar_fields(entity: &CachedEntity) -> impl Iterator<Item = &CachedField> {
 }
 
 /// `id in []`: the three candidates answer none, every row, or a fault.
-fn empty_in(entity: &CachedEntity) -> Vec<Json> {
+fn empty_in(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json> {
     vec![probe(
+        local,
         entity,
         json!([cond("id", "in", json!([]))]),
         json!([]),
@@ -145,6 +148,7 @@ async fn nulls(local: &Local<'_>, entity: &CachedEntity, descending: bool) -> Ve
         let mut chosen = ids(&none);
         chosen.extend(ids(&some));
         return vec![probe(
+            local,
             entity,
             json!([cond("id", "in", json!(chosen))]),
             json!([{"field_name": field.name, "direction": direction}]),
@@ -174,6 +178,7 @@ async fn text_order(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json> {
         let chosen = telling_values(&values);
         if chosen.len() >= 2 {
             out.push(probe(
+                local,
                 entity,
                 json!([cond(&field.name, "in", json!(chosen))]),
                 json!([{"field_name": field.name, "direction": "asc"}]),
@@ -247,6 +252,7 @@ async fn empty_multi_path(local: &Local<'_>, entity: &CachedEntity) -> Vec<Json>
         };
         let path = format!("{}.{target}.{shown}", field.name);
         return vec![probe(
+            local,
             entity,
             json!([
                 cond("id", "is", json!([id])),
@@ -291,6 +297,7 @@ async fn relative_dates(local: &Local<'_>, entity: &CachedEntity, rule: Rule) ->
         .into_iter()
         .map(|k| {
             probe(
+                local,
                 entity,
                 json!([cond(&field.name, relation, json!([k]))]),
                 json!([]),
