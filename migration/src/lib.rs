@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_fixed_tables;
 mod m20261201_000001_create_rule_table;
+mod m20261201_000002_create_uncached_field;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_fixed_tables::Migration),
             Box::new(m20261201_000001_create_rule_table::Migration),
+            Box::new(m20261201_000002_create_uncached_field::Migration),
         ]
     }
 

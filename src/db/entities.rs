@@ -130,3 +130,28 @@ pub mod verification {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Fields left uncached for one type because the site answered a value the cache cannot
+/// store (see [`crate::schema::marks`]); the mark holds while the field's site definition
+/// (`data_type`, `layout_signature`) is unchanged.
+pub mod uncached_field {
+    use sea_orm::entity::prelude::*;
+
+    #[sea_orm::model]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sgcache_uncached_field")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub entity_type: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub field_name: String,
+        pub data_type: String,
+        pub layout_signature: String,
+        /// The JSON kind of the value that could not be stored (`null`, `object`…).
+        pub value_kind: String,
+        pub problem: String,
+        pub since: String,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
 
 use super::StoreError;
-use super::entities::{entity_state, event_cursor, schema_field, schema_snapshot, site_info};
-use crate::schema::{AppliedField, AppliedSchema};
+use super::entities::{
+    entity_state, event_cursor, schema_field, schema_snapshot, site_info, uncached_field,
+};
+use crate::schema::{AppliedField, AppliedSchema, UncachedMark};
 
 /// What the schema registry says the database has.
 pub async fn load_applied<C: ConnectionTrait>(db: &C) -> Result<AppliedSchema, StoreError> {
@@ -22,6 +24,23 @@ pub async fn load_applied<C: ConnectionTrait>(db: &C) -> Result<AppliedSchema, S
         );
     }
     Ok(AppliedSchema { types })
+}
+
+/// The fields left uncached by a value the cache could not store (`sgcache_uncached_field`).
+pub async fn uncached_marks<C: ConnectionTrait>(db: &C) -> Result<Vec<UncachedMark>, StoreError> {
+    let rows = uncached_field::Entity::find().all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UncachedMark {
+            entity_type: r.entity_type,
+            field: r.field_name,
+            data_type: r.data_type,
+            layout_signature: r.layout_signature,
+            value_kind: r.value_kind,
+            problem: r.problem,
+            since: r.since,
+        })
+        .collect())
 }
 
 pub async fn entity_states<C: ConnectionTrait>(

@@ -451,8 +451,10 @@ fn types(h: &mut String, doc: &StatusDocument) {
     );
     for (name, t) in &doc.cache.types {
         let scanning = scanner.current.as_ref().filter(|c| &c.entity_type == name);
+        let failing = scanner.failing_types.get(name);
         let (class, state) = match scanning {
             _ if t.complete => ("ok", "complete".to_owned()),
+            None if failing.is_some() => ("bad", "failing".to_owned()),
             Some(current) => {
                 let done = current.scanned;
                 let state = match current.total {
@@ -465,17 +467,15 @@ fn types(h: &mut String, doc: &StatusDocument) {
             }
             None => ("warn", "priming".to_owned()),
         };
-        let last_scan = scanner.types.get(name).map_or_else(
-            || "—".to_owned(),
-            |last| {
-                format!(
-                    "{} · {} entities · {:.1} s",
-                    esc(last.kind),
-                    thousands(last.entities),
-                    last.seconds
-                )
-            },
-        );
+        let last_scan = match failing {
+            Some(f) => format!(
+                "failed {} time(s): {} · retry {}",
+                f.failures,
+                esc(&f.last_error),
+                opt(f.retry_at.as_deref())
+            ),
+            None => last_scan(scanner, name),
+        };
         let _ = write!(
             h,
             "<tr><td>{}</td><td><span class=\"badge {class}\">{}</span></td><td class=\"n\">{}</td>\
@@ -485,6 +485,45 @@ fn types(h: &mut String, doc: &StatusDocument) {
             opt_int(t.active),
             opt_int(t.retired),
             last_scan,
+        );
+    }
+    let _ = write!(h, "</table></section>");
+    uncached_fields(h, doc);
+}
+
+/// The last finished scan of a type, in one line.
+fn last_scan(scanner: &crate::actors::scanner::ScannerSnapshot, name: &str) -> String {
+    scanner.types.get(name).map_or_else(
+        || "—".to_owned(),
+        |last| {
+            format!(
+                "{} · {} entities · {:.1} s",
+                esc(last.kind),
+                thousands(last.entities),
+                last.seconds
+            )
+        },
+    )
+}
+
+/// Fields left uncached because the site sent values the cache cannot store.
+fn uncached_fields(h: &mut String, doc: &StatusDocument) {
+    if doc.schema.uncached_fields.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<section class=\"card full\"><h2>Fields left uncached</h2><table><tr><th>type</th>\
+         <th>field</th><th>reason</th><th>since</th></tr>"
+    );
+    for f in &doc.schema.uncached_fields {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.entity_type),
+            esc(&f.field),
+            esc(&f.reason),
+            esc(&f.since),
         );
     }
     let _ = write!(h, "</table></section>");

@@ -121,6 +121,20 @@ pub struct SchemaStatus {
     /// Types cached only thinly, as link targets (id, updated_at, display field).
     pub thin_types: Vec<String>,
     pub types: BTreeMap<String, SchemaTypeStatus>,
+    /// Fields left uncached for one type because the site sent a value the cache cannot
+    /// store (`crate::schema::marks`).
+    pub uncached_fields: Vec<UncachedFieldStatus>,
+}
+
+/// One field left uncached for one type, and why.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UncachedFieldStatus {
+    pub entity_type: String,
+    pub field: String,
+    pub reason: String,
+    /// The JSON kind of the value that could not be stored.
+    pub value_kind: String,
+    pub since: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -274,6 +288,17 @@ impl StatusSources {
                 .collect(),
             thin_types: view.schema.thin_types().map(str::to_owned).collect(),
             types,
+            uncached_fields: view
+                .schema
+                .uncached_marks()
+                .map(|m| UncachedFieldStatus {
+                    entity_type: m.entity_type.clone(),
+                    field: m.field.clone(),
+                    reason: m.reason(),
+                    value_kind: m.value_kind.clone(),
+                    since: m.since.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -363,6 +388,7 @@ mod tests {
             "schema.priming",
             "schema.thin_types",
             "schema.types",
+            "schema.uncached_fields",
             "calibration",
             "calibration.enabled",
             "calibration.runs",
@@ -398,6 +424,7 @@ mod tests {
             "actors.scanner.current",
             "actors.scanner.types",
             "actors.scanner.last_run",
+            "actors.scanner.failing_types",
             "actors.event_poller.checkpoint",
             "actors.event_poller.newest_event_seen",
             "actors.event_poller.lag_seconds",

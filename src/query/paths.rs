@@ -115,7 +115,7 @@ impl<'a> Schemas<'a> {
                 )));
             }
             let field = owner.field(fname).ok_or_else(|| {
-                PathError::Pass(PassReason::UncachedField(format!("{}.{fname}", owner.name)))
+                PathError::Pass(PassReason::UncachedField(owner.uncached_detail(fname)))
             })?;
             let next = parts[parts.len() - 1];
             let target = self.usable_type(target, next)?;
@@ -127,7 +127,7 @@ impl<'a> Schemas<'a> {
             return Err(PathError::Missing(format!("{}.{last}", owner.name)));
         }
         let field = owner.field(last).ok_or_else(|| {
-            PathError::Pass(PassReason::UncachedField(format!("{}.{last}", owner.name)))
+            PathError::Pass(PassReason::UncachedField(owner.uncached_detail(last)))
         })?;
         Ok(Resolved { hops, owner, field })
     }

@@ -209,7 +209,7 @@ pub fn build(
     let mut order = Vec::new();
     for s in &req.sorts {
         let Some(r) = resolve_value_path(c, root, &s.field, "sort")? else {
-            return Err(PassReason::UncachedField(format!("{}.{}", root.name, s.field)).into());
+            return Err(PassReason::UncachedField(root.uncached_detail(&s.field)).into());
         };
         // `id` is never NULL: its sorts do not depend on where the site puts NULLs.
         let dir = if s.field == "id" {

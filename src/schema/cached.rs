@@ -55,6 +55,10 @@ pub struct CachedEntity {
     /// field (see [`crate::schema::selection`]). Scanned and followed like any cached type.
     #[serde(default)]
     pub thin: bool,
+    /// Fields left uncached because the site answered a value the cache cannot store
+    /// ([`crate::schema::marks`]); they are not in `fields`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uncached: BTreeMap<String, super::marks::UncachedMark>,
 }
 
 /// One cached field.

@@ -351,6 +351,7 @@ fn build_entity(
         display_field: display,
         fields: BTreeMap::new(),
         thin: false,
+        uncached: Default::default(),
     };
     let mut columns: BTreeMap<String, String> = BTreeMap::new();
     for fname in wanted {

@@ -15,6 +15,7 @@ mod hostile;
 mod links;
 mod ops;
 mod pipeline;
+mod priming;
 mod python_client;
 mod query;
 mod scanner;

@@ -1,5 +1,6 @@
 //! The Scanner actor: full scans of incomplete types, then incremental scans and id-set
 //! reconciliations of complete types on their schedules.
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +14,7 @@ use super::reconcile::reconcile_type;
 use super::scan::{
     ScanObserver, ScanOptions, ScanProgress, ScanSummary, scan_type_full, scan_type_incremental,
 };
-use super::stats::{ScanRun, ScannerStats};
+use super::stats::{ScanRun, ScannerStats, TypeFailure};
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, registry};
@@ -42,26 +43,51 @@ impl ScanObserver for StatsObserver {
     }
 }
 
-/// Sorts the result of one type's step in a scanner run: `Ok(Some(value))` on success;
-/// `Ok(None)` after recording a failure of that type alone (a fault, a bad reply, a schema
-/// change: the run goes on with the next type, and ends as failed); `Err` for a failure of
-/// the site or the database as a whole, which ends the run.
-fn per_type<T>(
-    result: Result<T, ScanError>,
-    step: &str,
-    entity: &CachedEntity,
-    stats: &ScannerStats,
-    failed: &mut Option<ScanError>,
-) -> Result<Option<T>, ScanError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(err) if err.is_per_type() => {
-            warn!(entity_type = %entity.name, error = %err, "{step} failed; next type");
-            stats.actor.error(&err);
-            failed.get_or_insert(err);
-            Ok(None)
+/// What one scanner run did: totals, and how each type's steps ended.
+#[derive(Debug, Default)]
+struct RunReport {
+    types: u64,
+    entities: u64,
+    /// Types a step failed for in this run, with the error.
+    failed: BTreeMap<String, String>,
+    /// Types whose steps in this run all succeeded.
+    succeeded: BTreeSet<String>,
+}
+
+impl RunReport {
+    /// Sorts the result of one type's step: `Ok(Some(value))` on success; `Ok(None)` after
+    /// recording a failure of that type alone (the run goes on with the next type, and this
+    /// one is retried with its own back-off; a schema change is not a failure: the type is
+    /// scanned again under the new schema at the next tick); `Err` for a failure of the
+    /// database, which ends the run.
+    fn per_type<T>(
+        &mut self,
+        result: Result<T, ScanError>,
+        step: &str,
+        entity: &CachedEntity,
+        stats: &ScannerStats,
+    ) -> Result<Option<T>, ScanError> {
+        let name = &entity.name;
+        match result {
+            Ok(value) => {
+                if !self.failed.contains_key(name) {
+                    self.succeeded.insert(name.clone());
+                }
+                Ok(Some(value))
+            }
+            Err(ScanError::SchemaChanged(_)) => {
+                info!(entity_type = %name, "{step} stopped: the cached schema of the type changed; it is scanned again");
+                Ok(None)
+            }
+            Err(err) if err.is_per_type() => {
+                warn!(entity_type = %name, error = %err, "{step} failed; the other types go on, this one is retried later");
+                stats.actor.error(&err);
+                self.succeeded.remove(name);
+                self.failed.insert(name.clone(), err.to_string());
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
-        Err(err) => Err(err),
     }
 }
 
@@ -80,6 +106,8 @@ pub struct Scanner {
     next_reconcile: Instant,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Types whose last scan failed: (failures in a row, when to try again).
+    type_retry: BTreeMap<String, (u32, Instant)>,
 }
 
 impl Scanner {
@@ -105,6 +133,7 @@ impl Scanner {
             next_incremental: Instant::now(),
             retry_at: None,
             failures: 0,
+            type_retry: BTreeMap::new(),
         }
     }
 
@@ -135,7 +164,18 @@ impl Scanner {
         if view.schema.types.is_empty() {
             return;
         }
-        let incomplete = view.schema.types.keys().any(|t| !view.complete.contains(t));
+        // Types waiting out their back-off are left alone; the others go on.
+        let waiting: BTreeSet<String> = self
+            .type_retry
+            .iter()
+            .filter(|(_, (_, at))| now < *at)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let incomplete = view
+            .schema
+            .types
+            .keys()
+            .any(|t| !view.complete.contains(t) && !waiting.contains(t));
         let incremental_due = now >= self.next_incremental;
         if !incomplete && !incremental_due {
             return;
@@ -161,6 +201,7 @@ impl Scanner {
             cache: self.cache.clone(),
             incremental_due,
             reconcile_due,
+            waiting,
         };
         ctx.spawn(
             run.run()
@@ -169,32 +210,30 @@ impl Scanner {
         );
     }
 
-    /// A run ended: record it, or schedule the retry with back-off.
-    fn finished(&mut self, result: Result<(u64, u64, Duration), ScanError>) {
+    /// A run ended: record it and each type's outcome, or schedule the retry with back-off.
+    fn finished(&mut self, result: Result<(RunReport, Duration), ScanError>) {
         self.in_flight = false;
         self.stats.running.store(false, Ordering::Relaxed);
         if let Ok(mut current) = self.stats.current.lock() {
             *current = None;
         }
         match result {
-            Ok((types, entities, took)) => {
+            Ok((report, took)) => {
                 self.failures = 0;
                 self.stats.actor.handled();
                 if let Ok(mut last) = self.stats.last_run.lock() {
                     *last = Some(ScanRun {
                         finished_at: time::now(),
-                        types,
-                        entities,
+                        types: report.types,
+                        entities: report.entities,
                         seconds: took.as_secs_f64(),
                     });
                 }
+                self.record_types(report);
             }
             Err(err) => {
                 warn!(error = %err, "scan failed");
-                if !err.is_per_type() {
-                    // Per-type errors were recorded when they happened.
-                    self.stats.actor.error(&err);
-                }
+                self.stats.actor.error(&err);
                 self.failures += 1;
                 let delay = backoff_delay(self.config.shotgun.retry_backoff, self.failures);
                 let at = Instant::now() + delay;
@@ -203,6 +242,33 @@ impl Scanner {
                 self.next_incremental = self.next_incremental.min(at);
                 self.set_next_run(at);
             }
+        }
+    }
+
+    /// Types that succeeded leave the failing list; types that failed get their own back-off
+    /// (their incremental scan is due again when it ends).
+    fn record_types(&mut self, report: RunReport) {
+        let Ok(mut failing) = self.stats.failing.lock() else {
+            return;
+        };
+        for entity_type in &report.succeeded {
+            self.type_retry.remove(entity_type);
+            failing.remove(entity_type);
+        }
+        for (entity_type, error) in report.failed {
+            let failures = self.type_retry.get(&entity_type).map_or(0, |(n, _)| *n) + 1;
+            let delay = backoff_delay(self.config.shotgun.retry_backoff, failures);
+            let at = Instant::now() + delay;
+            self.next_incremental = self.next_incremental.min(at);
+            self.type_retry.insert(entity_type.clone(), (failures, at));
+            let retry_ms = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
+            let failure = TypeFailure {
+                failures,
+                last_error: error,
+                at: time::now(),
+                retry_at: time::format_unix_ms(retry_ms),
+            };
+            failing.insert(entity_type, failure);
         }
     }
 }
@@ -218,90 +284,87 @@ struct Run {
     cache: Arc<CacheState>,
     incremental_due: bool,
     reconcile_due: bool,
+    /// Types waiting out the back-off of their last failure: not scanned in this run.
+    waiting: BTreeSet<String>,
 }
 
 impl Run {
-    /// Full scans of incomplete types, then (when due) incremental scans and reconciliations
-    /// of complete types. Returns (types scanned, entities written, time taken).
-    async fn run(self) -> Result<(u64, u64, Duration), ScanError> {
-        let Run {
-            upstream,
-            schema,
-            reader,
-            writer,
-            opts,
-            stats,
-            cache,
-            incremental_due,
-            reconcile_due,
-        } = self;
+    /// Full scans of incomplete types (one at a time), then (when due) incremental scans and
+    /// reconciliations of complete types. A type that fails is recorded and the run goes on.
+    async fn run(self) -> Result<(RunReport, Duration), ScanError> {
         let started = Instant::now();
-        let states = registry::entity_states(&reader).await?;
-        let mut observer = StatsObserver(stats.clone(), cache);
-        let mut entities = 0u64;
-        let mut types = 0u64;
-        // A fault on one type does not stop the others; the run still ends as failed
-        // (and is retried with back-off).
-        let mut failed: Option<ScanError> = None;
-        // Full scans first, one type at a time.
-        for state in states.iter().filter(|s| s.cached && !s.complete) {
-            let Some(entity) = schema.types.get(&state.entity_type) else {
-                continue;
-            };
-            let result =
-                scan_type_full(&upstream, &writer, entity, state, &opts, &mut observer).await;
-            let Some(summary) = per_type(result, "full scan", entity, &stats, &mut failed)? else {
-                continue;
-            };
-            info!(entity_type = %summary.entity_type, entities = summary.entities, seconds = summary.seconds, "full scan done");
-            record_summary(&stats, &summary);
-            stats.full_scans.fetch_add(1, Ordering::Relaxed);
-            entities += summary.entities;
-            types += 1;
+        let states = registry::entity_states(&self.reader).await?;
+        let mut observer = StatsObserver(self.stats.clone(), self.cache.clone());
+        let mut report = RunReport::default();
+        let scanned = |complete: bool| {
+            states
+                .iter()
+                .filter(move |s| s.cached && s.complete == complete)
+                .filter(|s| !self.waiting.contains(&s.entity_type))
+                .filter_map(|s| Some((s, self.schema.types.get(&s.entity_type)?)))
+        };
+        for (state, entity) in scanned(false) {
+            let result = scan_type_full(
+                &self.upstream,
+                &self.writer,
+                entity,
+                state,
+                &self.opts,
+                &mut observer,
+            )
+            .await;
+            if let Some(summary) = report.per_type(result, "full scan", entity, &self.stats)? {
+                info!(entity_type = %summary.entity_type, entities = summary.entities, seconds = summary.seconds, "full scan done");
+                self.stats.full_scans.fetch_add(1, Ordering::Relaxed);
+                self.record(&mut report, &summary);
+            }
         }
-        if incremental_due {
-            for state in states.iter().filter(|s| s.cached && s.complete) {
-                let Some(entity) = schema.types.get(&state.entity_type) else {
-                    continue;
-                };
+        if self.incremental_due {
+            for (state, entity) in scanned(true) {
                 let checkpoint = state.scan_checkpoint.as_deref();
                 let result = scan_type_incremental(
-                    &upstream,
-                    &writer,
+                    &self.upstream,
+                    &self.writer,
                     entity,
                     checkpoint,
-                    &opts,
+                    &self.opts,
                     &mut observer,
                 )
                 .await;
-                let Some(summary) =
-                    per_type(result, "incremental scan", entity, &stats, &mut failed)?
-                else {
-                    continue;
-                };
-                record_summary(&stats, &summary);
-                stats.incremental_scans.fetch_add(1, Ordering::Relaxed);
-                entities += summary.entities;
-                types += 1;
-            }
-        }
-        if reconcile_due {
-            for state in states.iter().filter(|s| s.cached && s.complete) {
-                let Some(entity) = schema.types.get(&state.entity_type) else {
-                    continue;
-                };
-                let result = reconcile_type(&upstream, &writer, &reader, entity, &opts).await;
-                if let Some(rows) = per_type(result, "reconciliation", entity, &stats, &mut failed)?
-                {
-                    stats.reconciled_rows.fetch_add(rows, Ordering::Relaxed);
+                let step = "incremental scan";
+                if let Some(summary) = report.per_type(result, step, entity, &self.stats)? {
+                    self.stats.incremental_scans.fetch_add(1, Ordering::Relaxed);
+                    self.record(&mut report, &summary);
                 }
             }
-            stats.reconciliations.fetch_add(1, Ordering::Relaxed);
         }
-        match failed {
-            Some(err) => Err(err),
-            None => Ok::<_, ScanError>((types, entities, started.elapsed())),
+        if self.reconcile_due {
+            for (_, entity) in scanned(true) {
+                let result = reconcile_type(
+                    &self.upstream,
+                    &self.writer,
+                    &self.reader,
+                    entity,
+                    &self.opts,
+                )
+                .await;
+                if let Some(rows) =
+                    report.per_type(result, "reconciliation", entity, &self.stats)?
+                {
+                    self.stats
+                        .reconciled_rows
+                        .fetch_add(rows, Ordering::Relaxed);
+                }
+            }
+            self.stats.reconciliations.fetch_add(1, Ordering::Relaxed);
         }
+        Ok((report, started.elapsed()))
+    }
+
+    fn record(&self, report: &mut RunReport, summary: &ScanSummary) {
+        record_summary(&self.stats, summary);
+        report.entities += summary.entities;
+        report.types += 1;
     }
 }
 
@@ -329,5 +392,48 @@ impl Handler<crate::actors::Stop> for Scanner {
 
     fn handle(&mut self, _msg: crate::actors::Stop, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::StoreError;
+    use crate::db::writer::test_support::shot_entity;
+    use crate::upstream::UpstreamError;
+
+    #[test]
+    fn a_failing_type_is_recorded_and_the_run_goes_on() {
+        let stats = ScannerStats::default();
+        let shot = shot_entity();
+        let mut report = RunReport::default();
+        let down = Err::<(), _>(ScanError::Upstream(UpstreamError::Transport("down".into())));
+        assert!(matches!(
+            report.per_type(down, "full scan", &shot, &stats),
+            Ok(None)
+        ));
+        // A later success of the same type in the run does not clear the failure.
+        assert!(matches!(
+            report.per_type(Ok(1), "reconciliation", &shot, &stats),
+            Ok(Some(1))
+        ));
+        assert!(report.failed["Shot"].contains("down"));
+        assert!(report.succeeded.is_empty());
+        // A schema change is not a failure: the type is scanned again at the next tick.
+        let mut report = RunReport::default();
+        let changed = Err::<(), _>(ScanError::SchemaChanged("Shot".into()));
+        assert!(matches!(
+            report.per_type(changed, "full scan", &shot, &stats),
+            Ok(None)
+        ));
+        assert!(report.failed.is_empty() && report.succeeded.is_empty());
+        // The database failing ends the run.
+        let gone = Err::<(), _>(ScanError::from(StoreError::WriterGone));
+        assert!(report.per_type(gone, "full scan", &shot, &stats).is_err());
+        assert!(matches!(
+            report.per_type(Ok(()), "full scan", &shot, &stats),
+            Ok(Some(()))
+        ));
+        assert!(report.succeeded.contains("Shot"));
     }
 }

@@ -34,9 +34,14 @@
 //! projects locally (decided with the read path).
 //!
 //! Failures: transient site errors (unreachable, 5xx, 429, timeouts) are retried for the same
-//! page with [`backoff_delay`], forever, never skipping a page; each is counted in the stats.
-//! Faults and database errors end the run with an error; the actor retries later with
-//! back-off and the full scan resumes from its stored cursor.
+//! page with [`backoff_delay`] ([`scan::PAGE_ATTEMPTS`] times), never skipping a page; each is
+//! counted in the stats. A failure of one type (the site keeps failing its pages, a fault, a
+//! bad reply, a record the cache cannot take) ends that type's scan for this run only: the
+//! other types go on, and the failing one is retried with its own back-off (`/status` →
+//! `actors.scanner.failing_types`), resuming from its stored cursor. A value the cache cannot
+//! store does not even fail the page: the DbWriter leaves that field uncached
+//! ([`crate::schema::marks`]) and the scan goes on without it. Database errors end the run;
+//! the actor retries it later with back-off.
 pub mod actor;
 pub mod reconcile;
 pub mod scan;
@@ -48,7 +53,7 @@ pub use scan::{
     NoObserver, Pass, ScanObserver, ScanOptions, ScanProgress, ScanSummary, decode_cursor,
     encode_cursor, page_request, project_condition, scan_type_full, scan_type_incremental,
 };
-pub use stats::{ScanRun, ScannerSnapshot, ScannerStats};
+pub use stats::{ScanRun, ScannerSnapshot, ScannerStats, TypeFailure};
 
 use crate::db::StoreError;
 use crate::upstream::UpstreamError;
@@ -80,15 +85,14 @@ impl From<StoreError> for ScanError {
 }
 
 impl ScanError {
-    /// A problem of one type (a fault, a bad reply, a schema change), not of the site or the
-    /// database as a whole: the daemon goes on with the other types.
+    /// A problem met while scanning one type (anything the site answered or failed to
+    /// answer, a record the cache rejects, a schema change), not of the database as a whole:
+    /// the daemon goes on with the other types and retries this one later.
     pub fn is_per_type(&self) -> bool {
-        matches!(
-            self,
-            ScanError::Upstream(UpstreamError::Fault { .. })
-                | ScanError::Reply { .. }
-                | ScanError::SchemaChanged(_)
-        )
+        match self {
+            ScanError::Upstream(_) | ScanError::Reply { .. } | ScanError::SchemaChanged(_) => true,
+            ScanError::Store(err) => matches!(err, StoreError::InvalidValue { .. }),
+        }
     }
 }
 
@@ -109,8 +113,16 @@ mod tests {
             problem: "no entities".into(),
         };
         assert!(bad.is_per_type());
-        // The site or the database as a whole: the run ends.
-        assert!(!ScanError::Upstream(UpstreamError::Decode("x".into())).is_per_type());
+        // A site that keeps failing one type's pages, or a record the cache rejects.
+        assert!(ScanError::Upstream(UpstreamError::Transport("down".into())).is_per_type());
+        let invalid = StoreError::InvalidValue {
+            entity_type: "Shot".into(),
+            field: "id".into(),
+            problem: "missing".into(),
+        };
+        assert!(ScanError::from(invalid).is_per_type());
+        // The database as a whole: the run ends.
+        assert!(!ScanError::from(StoreError::WriterGone).is_per_type());
         let store = ScanError::from(StoreError::SchemaChanged("Shot".into()));
         assert!(matches!(store, ScanError::SchemaChanged(_)));
     }

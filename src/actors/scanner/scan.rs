@@ -154,7 +154,12 @@ struct Page {
     has_next: bool,
 }
 
-/// Reads one page, retrying transient failures (same page) until it succeeds.
+/// Attempts at one page (each already retried by the upstream client) before the scan of the
+/// type gives up for this run: the scanner goes on with the other types and retries this one
+/// later with back-off, from the same page.
+pub const PAGE_ATTEMPTS: u32 = 4;
+
+/// Reads one page, retrying transient failures (same page) up to [`PAGE_ATTEMPTS`] times.
 async fn read_page(
     upstream: &UpstreamClient,
     args: Json,
@@ -168,7 +173,7 @@ async fn read_page(
     let mut reply = loop {
         match upstream.call("read", Some(args.clone())).await {
             Ok(reply) => break reply,
-            Err(err) if err.is_transient() => {
+            Err(err) if err.is_transient() && attempt + 1 < PAGE_ATTEMPTS => {
                 attempt += 1;
                 *retries += 1;
                 let delay = backoff_delay(opts.backoff, attempt);

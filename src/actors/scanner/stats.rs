@@ -26,6 +26,18 @@ pub struct ScannerStats {
     pub last: Mutex<BTreeMap<String, ScanSummary>>,
     /// The last whole run (every type).
     pub last_run: Mutex<Option<ScanRun>>,
+    /// Types whose last scan failed, retried with their own back-off.
+    pub failing: Mutex<BTreeMap<String, TypeFailure>>,
+}
+
+/// A type whose last scan failed: the others go on, this one is retried at `retry_at`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TypeFailure {
+    /// Failed scans in a row.
+    pub failures: u32,
+    pub last_error: String,
+    pub at: String,
+    pub retry_at: Option<String>,
 }
 
 /// What the last whole run (every type) did.
@@ -54,6 +66,8 @@ pub struct ScannerSnapshot {
     /// The last finished scan of each type.
     pub types: BTreeMap<String, ScanSummary>,
     pub last_run: Option<ScanRun>,
+    /// Types whose last scan failed: their last error and when they are retried.
+    pub failing_types: BTreeMap<String, TypeFailure>,
 }
 
 impl ScannerStats {
@@ -72,6 +86,7 @@ impl ScannerStats {
             current: self.current.lock().map(|c| c.clone()).unwrap_or_default(),
             types: self.last.lock().map(|l| l.clone()).unwrap_or_default(),
             last_run: self.last_run.lock().map(|l| l.clone()).unwrap_or_default(),
+            failing_types: self.failing.lock().map(|f| f.clone()).unwrap_or_default(),
         }
     }
 }

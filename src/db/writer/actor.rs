@@ -22,7 +22,7 @@ use tracing::warn;
 use super::StoreError;
 use super::ops::apply_ops;
 use super::registry::{apply_schema, load_complete};
-use crate::schema::{Backend, CachedSchema, DdlPlan};
+use crate::schema::{Backend, CachedSchema, DdlPlan, UncachedMark};
 use crate::state::CacheState;
 use crate::time;
 
@@ -130,6 +130,9 @@ pub struct ApplyOutcome {
     pub skipped_older: u64,
     /// Rows an update or retire/revive named that the cache does not have.
     pub missing: Vec<(String, i64)>,
+    /// Fields this message left uncached: the site sent a value the cache cannot store
+    /// ([`crate::schema::marks`]); the records were written without them.
+    pub uncached: Vec<UncachedMark>,
 }
 
 /// Create/alter the cache tables for `desired` and record it in the schema registry.
@@ -297,6 +300,23 @@ fn retryable(err: &StoreError) -> bool {
 }
 
 impl DbWriter {
+    /// Publishes the schema without the fields `marks` left uncached (committed), and logs
+    /// each problem once: the mark is stored, so the field is not written again.
+    fn leave_uncached(&self, schema: &CachedSchema, marks: &[UncachedMark]) {
+        for mark in marks {
+            warn!(
+                entity_type = %mark.entity_type,
+                field = %mark.field,
+                value_kind = %mark.value_kind,
+                error = %mark.problem,
+                "the site sent a value the cache cannot store: the field is left uncached for this type"
+            );
+        }
+        let mut served = schema.clone();
+        served.apply_marks(marks.iter().cloned());
+        self.state.set_schema(Arc::new(served));
+    }
+
     fn record_result<T>(&self, result: &Result<T, StoreError>, rows: u64) {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
         match result {
@@ -381,15 +401,20 @@ impl Handler<Apply> for DbWriter {
             } else {
                 None
             };
-            (result, complete)
+            (result, complete, schema)
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
-            |(result, complete), act, _| {
+            |(result, complete, schema), act, _| {
                 let rows = result
                     .as_ref()
                     .map(|o| o.rows_written + o.links_written)
                     .unwrap_or(0);
                 act.record_result(&result, rows);
+                if let Ok(outcome) = &result
+                    && !outcome.uncached.is_empty()
+                {
+                    act.leave_uncached(&schema, &outcome.uncached);
+                }
                 if let Some(Ok(complete)) = complete {
                     act.state.set_complete(complete);
                 }
@@ -417,17 +442,15 @@ impl Handler<ApplySchema> for DbWriter {
                 apply_schema(&tx, backend, &msg).await?
             });
             let complete = match &result {
-                Ok(()) => Some(load_complete(&db).await),
+                Ok(_) => Some(load_complete(&db).await),
                 Err(_) => None,
             };
-            (result, complete, msg.desired)
+            (result, complete)
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
-            |(result, complete, desired), act, _| {
+            |(result, complete), act, _| {
                 act.record_result(&result, 0);
-                if result.is_ok() {
-                    act.state.set_schema(Arc::new(desired));
-                }
+                let result = result.map(|served| act.state.set_schema(Arc::new(served)));
                 if let Some(Ok(complete)) = complete {
                     act.state.set_complete(complete);
                 }
@@ -451,6 +474,7 @@ mod tests {
     struct Fixture {
         _dir: tempfile::TempDir,
         pools: Pools,
+        state: Arc<CacheState>,
         writer: DbWriterHandle,
         _arbiter: Arbiter,
     }
@@ -464,8 +488,9 @@ mod tests {
         };
         let pools = db::connect(&config).await.expect("connect");
         db::migrate(&pools).await.expect("migrate");
+        let state = CacheState::new();
         let (writer, arbiter) =
-            DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
+            DbWriterHandle::start(pools.writer.clone(), pools.backend, state.clone());
         let desired = shot_schema();
         let plan = plan_ddl(&desired, &AppliedSchema::default(), Backend::Sqlite);
         writer
@@ -479,6 +504,7 @@ mod tests {
         Fixture {
             _dir: dir,
             pools,
+            state,
             writer,
             _arbiter: arbiter,
         }
@@ -582,6 +608,60 @@ mod tests {
         let stats = f.writer.stats();
         assert_eq!(stats.transactions.load(Ordering::Relaxed), 3);
         assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[actix_web::test]
+    async fn a_value_that_cannot_be_stored_leaves_its_field_uncached_and_the_rows_are_written() {
+        let f = fixture().await;
+        let mut bad = shot(2, "b", "2024-01-01T00:00:00Z");
+        bad.insert("code".into(), json!({"not": "text"}));
+        let outcome = f
+            .writer
+            .apply(Apply {
+                ops: vec![
+                    upsert(vec![shot(1, "a", "2024-01-01T00:00:00Z"), bad]),
+                    // A later op of the same message no longer writes the field.
+                    upsert(vec![shot(3, "c", "2024-01-01T00:00:00Z")]),
+                ],
+                checkpoint: None,
+            })
+            .await
+            .expect("written without the field");
+        assert_eq!(outcome.rows_written, 3);
+        assert_eq!(outcome.uncached.len(), 1);
+        let mark = &outcome.uncached[0];
+        assert_eq!(
+            (mark.field.as_str(), mark.value_kind.as_str()),
+            ("code", "object")
+        );
+        // Published at once, stored for a restart, and kept by the next schema apply.
+        let served = f.state.view().schema;
+        assert!(served.field("Shot", "code").is_none());
+        assert!(served.field("Shot", "updated_at").is_some());
+        assert_eq!(
+            registry::uncached_marks(&f.pools.reader)
+                .await
+                .expect("marks")
+                .len(),
+            1
+        );
+        let desired = shot_schema();
+        let applied = registry::load_applied(&f.pools.reader)
+            .await
+            .expect("applied");
+        let plan = plan_ddl(&desired, &applied, Backend::Sqlite);
+        f.writer
+            .apply_schema(ApplySchema {
+                plan,
+                desired,
+                snapshot: None,
+            })
+            .await
+            .expect("schema");
+        let served = f.state.view().schema;
+        assert_eq!(served.uncached_marks().count(), 1);
+        assert!(served.field("Shot", "code").is_none());
+        assert_eq!(f.writer.stats().errors.load(Ordering::Relaxed), 0);
     }
 
     #[actix_web::test]

@@ -53,6 +53,7 @@ pub(crate) mod test_support {
             display_field: Some("code".to_owned()),
             fields,
             thin: false,
+            uncached: Default::default(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! One [`Apply`]: its ops in order, then its checkpoint, inside the caller's transaction.
 //! Entity rows are written by [`super::upsert`]; the fixed bookkeeping tables here.
+use std::borrow::Cow;
+
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait,
@@ -9,8 +11,8 @@ use serde_json::Value as Json;
 use super::StoreError;
 use super::actor::{Apply, ApplyOutcome, Checkpoint, EntityStatePatch, WriteOp};
 use super::upsert::{UpsertSpec, change_links, row_exists, upsert};
-use crate::db::entities::{entity_state, event_cursor, site_info, verification};
-use crate::schema::{CachedEntity, CachedSchema, ColumnLayout};
+use crate::db::entities::{entity_state, event_cursor, site_info, uncached_field, verification};
+use crate::schema::{CachedEntity, CachedSchema, ColumnLayout, UncachedMark};
 use crate::time;
 
 /// Applies `msg`'s ops and checkpoint in `tx`; the first failing op fails the whole message.
@@ -51,14 +53,10 @@ async fn apply_op(
                 event_id: *event_id,
                 now,
             };
-            upsert(
-                tx,
-                cached_entity(schema, entity_type)?,
-                records,
-                spec,
-                outcome,
-            )
-            .await
+            let entity = marked_entity(cached_entity(schema, entity_type)?, &outcome.uncached);
+            let before = outcome.uncached.len();
+            upsert(tx, &entity, records, spec, outcome).await?;
+            store_marks(tx, &outcome.uncached[before..]).await
         }
         WriteOp::SetActive {
             entity_type,
@@ -125,6 +123,50 @@ pub(super) fn cached_entity<'a>(
         .types
         .get(entity_type)
         .ok_or_else(|| StoreError::Schema(format!("{entity_type} is not a cached type")))
+}
+
+/// `entity` without the fields marked uncached by earlier ops of the same message.
+fn marked_entity<'a>(entity: &'a CachedEntity, marks: &[UncachedMark]) -> Cow<'a, CachedEntity> {
+    let name = entity.name.as_str();
+    let mut entity = Cow::Borrowed(entity);
+    for mark in marks.iter().filter(|m| m.entity_type == name) {
+        // A mark made in this message always applies to the schema it was made from.
+        let _ = entity.to_mut().apply_mark(mark.clone());
+    }
+    entity
+}
+
+/// Records new marks in `sgcache_uncached_field` (a restart keeps them).
+async fn store_marks(tx: &DatabaseTransaction, marks: &[UncachedMark]) -> Result<(), StoreError> {
+    for mark in marks {
+        let row = uncached_field::ActiveModel {
+            entity_type: Set(mark.entity_type.clone()),
+            field_name: Set(mark.field.clone()),
+            data_type: Set(mark.data_type.clone()),
+            layout_signature: Set(mark.layout_signature.clone()),
+            value_kind: Set(mark.value_kind.clone()),
+            problem: Set(mark.problem.clone()),
+            since: Set(mark.since.clone()),
+        };
+        uncached_field::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    uncached_field::Column::EntityType,
+                    uncached_field::Column::FieldName,
+                ])
+                .update_columns([
+                    uncached_field::Column::DataType,
+                    uncached_field::Column::LayoutSignature,
+                    uncached_field::Column::ValueKind,
+                    uncached_field::Column::Problem,
+                    uncached_field::Column::Since,
+                ])
+                .to_owned(),
+            )
+            .exec(tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The association table of `entity.field`, which must be a cached multi-entity field.

@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::StoreError;
 use super::actor::{ApplySchema, NewSnapshot};
-use crate::db::entities::{entity_state, schema_field, schema_snapshot};
+use crate::db::entities::{entity_state, schema_field, schema_snapshot, uncached_field};
 use crate::schema::{Backend, CachedEntity, CachedSchema, DdlPlan};
 use crate::time;
 
@@ -35,12 +35,13 @@ pub async fn load_complete<C: ConnectionTrait>(db: &C) -> Result<BTreeSet<String
     Ok(rows.into_iter().map(|r| r.entity_type).collect())
 }
 
-/// Applies `msg` inside `tx`: DDL, registry, entity states, snapshot.
+/// Applies `msg` inside `tx`: DDL, registry, entity states, snapshot, and the fields left
+/// uncached; returns the schema to serve (`msg.desired` without them).
 pub(super) async fn apply_schema(
     tx: &DatabaseTransaction,
     backend: Backend,
     msg: &ApplySchema,
-) -> Result<(), StoreError> {
+) -> Result<CachedSchema, StoreError> {
     let db_backend = db_backend(backend);
     for sql in &msg.plan.statements {
         debug!(sql = %sql, "ddl");
@@ -53,7 +54,24 @@ pub(super) async fn apply_schema(
     if let Some(snapshot) = &msg.snapshot {
         record_snapshot(tx, snapshot, &now).await?;
     }
-    Ok(())
+    served_schema(tx, &msg.desired).await
+}
+
+/// `desired` without the fields the stored marks leave uncached; marks that no longer apply
+/// (the site changed the field, or it is not selected any more) are forgotten.
+async fn served_schema(
+    tx: &DatabaseTransaction,
+    desired: &CachedSchema,
+) -> Result<CachedSchema, StoreError> {
+    let marks = crate::db::registry::uncached_marks(tx).await?;
+    let mut served = desired.clone();
+    for stale in served.apply_marks(marks) {
+        debug!(entity_type = %stale.entity_type, field = %stale.field, "uncached mark cleared");
+        uncached_field::Entity::delete_by_id((stale.entity_type, stale.field))
+            .exec(tx)
+            .await?;
+    }
+    Ok(served)
 }
 
 /// The registry mirrors the columns that now exist: rewrites the rows of every desired type,

@@ -2,6 +2,7 @@
 //! ([`prepare`]), newer-wins filtering against the stored rows, the multi-row upsert SQL, and
 //! the association-table changes (a record's list replaces the stored set; event-log link
 //! changes add and remove single links).
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, Value};
@@ -10,7 +11,7 @@ use serde_json::{Map, Value as Json};
 
 use super::StoreError;
 use super::actor::{ApplyOutcome, UpsertMode};
-use crate::schema::{CachedEntity, CachedField, ColumnLayout, values};
+use crate::schema::{CachedEntity, CachedField, ColumnLayout, UncachedMark, values};
 
 /// Rows per multi-row INSERT are limited by the bind-parameter cap (32,766 on SQLite).
 const MAX_BIND_PARAMS: usize = 30_000;
@@ -113,6 +114,42 @@ fn push_field(
         }
     }
     Ok(())
+}
+
+/// Prepares every record; a value the cache cannot store in a field that may be left
+/// uncached ([`UncachedMark::for_value`]) marks that field (pushed to `marks`) and the records
+/// are prepared again without it. Other bad values reject the records.
+fn prepare_marking<'a>(
+    entity: &'a CachedEntity,
+    records: &[Map<String, Json>],
+    now: &str,
+    marks: &mut Vec<UncachedMark>,
+) -> Result<(Cow<'a, CachedEntity>, Vec<PreparedRow>), StoreError> {
+    let mut entity = Cow::Borrowed(entity);
+    'records: loop {
+        let mut rows = Vec::with_capacity(records.len());
+        for record in records {
+            match prepare(&entity, record) {
+                Ok(row) => rows.push(row),
+                Err(err) => {
+                    let StoreError::InvalidValue { field, problem, .. } = &err else {
+                        return Err(err);
+                    };
+                    let value = record.get(field);
+                    let Some(mark) = UncachedMark::for_value(&entity, field, value, problem, now)
+                    else {
+                        return Err(err);
+                    };
+                    marks.push(mark.clone());
+                    if entity.to_mut().apply_mark(mark).is_err() {
+                        return Err(err);
+                    }
+                    continue 'records;
+                }
+            }
+        }
+        return Ok((entity, rows));
+    }
 }
 
 /// Newer wins: drops the rows the stored rows are newer than (by `updated_at`, or by the
@@ -244,10 +281,8 @@ pub(super) async fn upsert(
     if records.is_empty() {
         return Ok(());
     }
-    let prepared = records
-        .iter()
-        .map(|r| prepare(entity, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (entity, prepared) = prepare_marking(entity, records, spec.now, &mut outcome.uncached)?;
+    let entity = entity.as_ref();
     let ids: Vec<i64> = prepared.iter().map(|r| r.id).collect();
     let existing = existing_versions(tx, entity, &ids).await?;
     let rows = keep_newer(entity, prepared, &existing, spec, outcome);

@@ -224,6 +224,7 @@ impl RequestContext {
             .stats
             .metrics
             .observe(&self.method, Served::PassThrough, elapsed);
+        let detail = reason.to_string();
         let (method, reason) = (self.method.name(), reason.label());
         match forwarded {
             Ok(forwarded) => {
@@ -233,6 +234,7 @@ impl RequestContext {
                     entity_type,
                     served = "pass_through",
                     reason,
+                    detail,
                     status = forwarded.status,
                     elapsed_ms = elapsed.as_millis() as u64,
                     "api3"

@@ -21,9 +21,23 @@ pub struct FaultState {
     pub fail_status: u16,
     pub down: bool,
     pub garbage: bool,
+    /// `read`s of these entity types get a 503 (every other request is answered).
+    pub failing_reads: std::collections::BTreeSet<String>,
 }
 
 impl FaultState {
+    /// Decide the fate of one request `body` (the parsed JSON, if it parsed): a `read` of a
+    /// type in `failing_reads` fails, else as [`FaultState::decide`].
+    pub fn decide_for(&mut self, body: Option<&serde_json::Value>) -> Injected {
+        let read_type = body
+            .filter(|b| b["method_name"] == "read")
+            .and_then(|b| b["params"][1]["type"].as_str());
+        if read_type.is_some_and(|t| self.failing_reads.contains(t)) {
+            return Injected::Status(503);
+        }
+        self.decide()
+    }
+
     /// Decide the fate of one request (consumes one `fail_next` credit).
     pub fn decide(&mut self) -> Injected {
         if self.down {

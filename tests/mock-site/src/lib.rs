@@ -464,6 +464,16 @@ impl MockSite {
         self.state().faults.garbage = garbage;
     }
 
+    /// While set, every `read` of `entity_type` gets a 503 (other reads are answered).
+    pub fn fail_reads_of(&self, entity_type: &str, failing: bool) {
+        let reads = &mut self.state().faults.failing_reads;
+        if failing {
+            reads.insert(entity_type.to_owned());
+        } else {
+            reads.remove(entity_type);
+        }
+    }
+
     /// Clear every injected fault.
     pub fn clear_faults(&self) {
         self.state().faults = Default::default();

@@ -35,7 +35,7 @@ async fn api(state: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
             Err(_) => record_of(&Value::String(String::from_utf8_lossy(&body).into_owned())),
         };
         st.requests.push(rec);
-        let inj = st.faults.decide();
+        let inj = st.faults.decide_for(parsed.as_ref().ok());
         (st.faults.latency, inj)
     };
     // The lock is released before sleeping: never hold the std mutex across an await.
