@@ -90,11 +90,11 @@ impl CachedSchema {
     ) -> Vec<UncachedMark> {
         let mut stale = Vec::new();
         for mark in marks {
-            let result = match self.types.get_mut(&mark.entity_type) {
+            let not_applied = match self.types.get_mut(&mark.entity_type) {
                 Some(entity) => entity.apply_mark(mark),
-                None => Err(mark),
+                None => Some(mark),
             };
-            stale.extend(result.err());
+            stale.extend(not_applied);
         }
         stale
     }
@@ -107,17 +107,17 @@ impl CachedSchema {
 
 impl CachedEntity {
     /// Removes the marked field (kept in [`CachedEntity::uncached`]) if its site definition
-    /// is unchanged; gives the mark back when it no longer applies.
-    pub fn apply_mark(&mut self, mark: UncachedMark) -> Result<(), UncachedMark> {
+    /// is unchanged; gives the mark back (stale) when it no longer applies.
+    pub fn apply_mark(&mut self, mark: UncachedMark) -> Option<UncachedMark> {
         match self.fields.get(&mark.field) {
             Some(field) if mark.applies_to(field) => {
                 self.fields.remove(&mark.field);
                 self.uncached.insert(mark.field.clone(), mark);
-                Ok(())
+                None
             }
             // Already removed by an earlier mark.
-            None if self.uncached.contains_key(&mark.field) => Ok(()),
-            _ => Err(mark),
+            None if self.uncached.contains_key(&mark.field) => None,
+            _ => Some(mark),
         }
     }
 

@@ -141,7 +141,7 @@ fn prepare_marking<'a>(
                         return Err(err);
                     };
                     marks.push(mark.clone());
-                    if entity.to_mut().apply_mark(mark).is_err() {
+                    if entity.to_mut().apply_mark(mark).is_some() {
                         return Err(err);
                     }
                     continue 'records;
