@@ -235,6 +235,8 @@ async fn the_checkpoint_moves_only_with_its_changes() {
         );
 
         // One bad op fails the whole message: neither the good row nor the checkpoint lands.
+        // (A bad `updated_at` rejects its record; a bad value of another field would leave
+        // that field uncached instead, see `schema::marks`.)
         let bad = Apply {
             ops: vec![
                 upsert(
@@ -243,7 +245,7 @@ async fn the_checkpoint_moves_only_with_its_changes() {
                 ),
                 upsert(
                     vec![record(
-                        json!({"type": "Shot", "id": 3, "sg_cut_in": "not a number"}),
+                        json!({"type": "Shot", "id": 3, "updated_at": "not a time"}),
                     )],
                     UpsertMode::Full,
                 ),
@@ -255,7 +257,7 @@ async fn the_checkpoint_moves_only_with_its_changes() {
         };
         let err = writer.apply(bad).await.expect_err("invalid value");
         assert!(
-            err.to_string().contains("sg_cut_in"),
+            err.to_string().contains("updated_at"),
             "error names the field: {err}"
         );
         assert_eq!(
