@@ -29,7 +29,7 @@ use crate::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
 use crate::schema::{CachedEntity, CachedSchema, values};
 use crate::state::CacheState;
 use crate::upstream::fetch::{self, ReadArgs, entities_of};
-use crate::upstream::refresh::{Gone, refresh, upsert};
+use crate::upstream::refresh::{Gone, RELINK_MAX_ROWS, refresh, relink, upsert};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +128,8 @@ impl Actor for WriteBack {
 struct Touched {
     refetch: BTreeMap<String, BTreeSet<i64>>,
     retire: Vec<(String, i64)>,
+    /// Revived entities: the cached entities linking to them are re-read.
+    relink: Vec<(String, i64)>,
     /// `(child type, link field, parent type, parent id)`: children the site may have created
     /// (Tasks from a `task_template`).
     children: Vec<(String, String, String, i64)>,
@@ -216,6 +218,9 @@ fn touched_by_reply<'s>(
         }
         "revive" => {
             touched.refetch(schema, entity_type, id);
+            if schema.types.contains_key(entity_type) {
+                touched.relink.push((entity_type.to_owned(), id));
+            }
             return None;
         }
         _ => {}
@@ -275,6 +280,12 @@ impl WriteBack {
             if !records.is_empty() {
                 ops.push(upsert(child_type, records, true, None));
             }
+        }
+        let mut budget = RELINK_MAX_ROWS;
+        for (entity_type, id) in &touched.relink {
+            let found = relink(upstream, schema, entity_type, *id, &mut budget).await?;
+            rows += found.rows;
+            ops.extend(found.ops(None));
         }
         for (entity_type, id) in touched.retire {
             ops.push(WriteOp::SetActive {
@@ -494,10 +505,13 @@ mod tests {
         assert_eq!(t.retire.len(), 1);
         assert!(touched_by_reply(&schema, "revive", &gone, &json!(true), &mut t).is_none());
         assert_eq!(refetched(&t), vec![("Shot".to_owned(), 4)]);
+        // ... and re-reads the entities linking to it.
+        assert_eq!(t.relink, vec![("Shot".to_owned(), 4)]);
         let mut u = Touched::default();
         let uncached = json!({"type": "Reading", "id": 1, "fields": []});
         assert!(touched_by_reply(&schema, "update", &uncached, &uncached, &mut u).is_none());
-        assert!(u.refetch.is_empty() && u.retire.is_empty());
+        assert!(touched_by_reply(&schema, "revive", &uncached, &json!(true), &mut u).is_none());
+        assert!(u.refetch.is_empty() && u.retire.is_empty() && u.relink.is_empty());
     }
 
     #[test]

@@ -435,6 +435,8 @@ mod tests {
             "actors.event_poller.missing_declared",
             "actors.event_poller.polls",
             "actors.event_poller.pages",
+            "actors.event_poller.relinked",
+            "actors.event_poller.relink_truncated",
             "actors.write_back.writes",
             "actors.write_back.passed_through_reads",
             "actors.write_back.rows_refreshed",

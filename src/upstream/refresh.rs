@@ -3,14 +3,22 @@
 //!
 //! Used by the write-back (entities a write touched), the event poller (New/Revival events and
 //! rows the cache lacks), the verifier's healing and the scanner's reconciliation.
+//!
+//! [`relink`] re-reads the entities that link to a revived entity: the site hides a link to a
+//! retired entity, so an entity read while its target was retired was cached without the link,
+//! and the site shows it again after the revival without any event for the linking entity.
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
+use tracing::warn;
 
-use super::fetch::fetch_by_ids;
+use super::fetch::{IDS_PER_READ, ReadArgs, fetch_by_ids, read};
 use super::{UpstreamClient, UpstreamError};
 use crate::db::writer::{UpsertMode, WriteOp};
-use crate::schema::CachedEntity;
+use crate::schema::{CachedEntity, CachedSchema, ColumnLayout};
+
+/// Rows [`relink`] reads at most for one caller's budget (one page of events, one write).
+pub const RELINK_MAX_ROWS: usize = 5_000;
 
 /// What to do with asked-for ids the site does not have at all (neither active nor retired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +143,99 @@ pub async fn refresh(
     ))
 }
 
+/// The entities re-read because they link to a revived entity.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Relinked {
+    /// Per linking type, the active entities found (whole).
+    pub refreshed: BTreeMap<String, Refreshed>,
+    /// Rows read.
+    pub rows: u64,
+    /// The budget ran out before every linking entity was read.
+    pub truncated: bool,
+}
+
+impl Relinked {
+    /// The DbWriter operations: the whole records, upserted.
+    pub fn ops(&self, event_id: Option<i64>) -> Vec<WriteOp> {
+        self.refreshed
+            .values()
+            .flat_map(|r| r.ops(event_id, Gone::Keep))
+            .collect()
+    }
+}
+
+/// The cached `(type, link field)` pairs that may point to `target_type`.
+pub fn fields_linking_to<'s>(
+    schema: &'s CachedSchema,
+    target_type: &'s str,
+) -> impl Iterator<Item = (&'s CachedEntity, &'s str)> + 's {
+    schema.types.values().flat_map(move |entity| {
+        entity
+            .fields
+            .values()
+            .filter(move |f| {
+                matches!(
+                    f.layout,
+                    ColumnLayout::Entity { .. } | ColumnLayout::MultiEntity { .. }
+                ) && f.valid_types.iter().any(|t| t == target_type)
+            })
+            .map(move |f| (entity, f.name.as_str()))
+    })
+}
+
+/// Reads whole, from the site, the active cached entities that link to `target_type` #
+/// `target_id` (`[field, "is", target]` for every cached entity or multi-entity field that may
+/// point to its type), in pages by id, reading at most `*budget` rows (taken off the budget).
+pub async fn relink(
+    client: &UpstreamClient,
+    schema: &CachedSchema,
+    target_type: &str,
+    target_id: i64,
+    budget: &mut usize,
+) -> Result<Relinked, UpstreamError> {
+    let mut out = Relinked::default();
+    let target = json!([{"type": target_type, "id": target_id}]);
+    for (entity, field) in fields_linking_to(schema, target_type) {
+        let mut after = 0i64;
+        loop {
+            if *budget == 0 {
+                out.truncated = true;
+                warn!(entity_type = %target_type, id = target_id, "re-reading the entities linking to a revived entity stopped at its bound; some links may stay hidden until those entities change");
+                return Ok(out);
+            }
+            let per_page = (*budget).min(IDS_PER_READ);
+            let args = ReadArgs::whole(entity)
+                .filter(field, "is", target.clone())
+                .filter("id", "greater_than", json!([after]))
+                .page(per_page as u32, 1);
+            let records = read(client, args).await?;
+            let ids: Vec<i64> = records
+                .iter()
+                .filter_map(|r| r.get("id").and_then(Json::as_i64))
+                .collect();
+            let page = Refreshed::from_records(
+                &entity.name,
+                ids.iter().copied(),
+                records.into_iter().map(|r| (r, true)).collect(),
+            );
+            let n = page.found.len();
+            *budget -= n.min(*budget);
+            out.rows += n as u64;
+            after = ids.iter().copied().max().unwrap_or(after);
+            match out.refreshed.get_mut(&entity.name) {
+                Some(known) => known.merge(page),
+                None => {
+                    out.refreshed.insert(entity.name.clone(), page);
+                }
+            }
+            if n < per_page {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -182,6 +283,34 @@ mod tests {
         ));
         // Kept: no retirement.
         assert_eq!(r.ops(None, Gone::Keep).len(), 2);
+    }
+
+    #[test]
+    fn the_fields_that_may_link_to_a_type() {
+        let schema = crate::actors::fixture::schema(&["Shot", "Asset", "Sequence"]);
+        let to_asset: Vec<(&str, &str)> = fields_linking_to(&schema, "Asset")
+            .map(|(e, f)| (e.name.as_str(), f))
+            .collect();
+        assert!(to_asset.contains(&("Shot", "assets")), "{to_asset:?}");
+        assert!(
+            fields_linking_to(&schema, "Sequence")
+                .any(|(e, f)| (e.name.as_str(), f) == ("Shot", "sg_sequence"))
+        );
+        assert_eq!(fields_linking_to(&schema, "Reading").count(), 0);
+        let found = Refreshed::from_records("Shot", [1], vec![(record(1), true)]);
+        let relinked = Relinked {
+            refreshed: BTreeMap::from([("Shot".to_owned(), found)]),
+            rows: 1,
+            truncated: false,
+        };
+        assert!(matches!(
+            &relinked.ops(Some(4))[..],
+            [WriteOp::Upsert {
+                active: Some(true),
+                event_id: Some(4),
+                ..
+            }]
+        ));
     }
 
     #[test]

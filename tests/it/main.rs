@@ -18,6 +18,7 @@ mod pipeline;
 mod priming;
 mod python_client;
 mod query;
+mod relink;
 mod scanner;
 mod schema_calls;
 mod supervision;

@@ -135,6 +135,9 @@ impl EventPoller {
             .store(cursor.open_gaps.len() as u64, Ordering::Relaxed);
         s.missing_declared
             .fetch_add(report.missing_declared, Ordering::Relaxed);
+        s.relinked.fetch_add(report.relinked, Ordering::Relaxed);
+        s.relink_truncated
+            .fetch_add(report.relink_truncated, Ordering::Relaxed);
         EventPollerStats::add(&s.applied, &report.applied);
         EventPollerStats::add(&s.ignored, &report.ignored);
         EventPollerStats::add(&s.failed, &report.failed);

@@ -29,7 +29,8 @@
 //! `_Change` → apply `new_value` (event-log date-times converted) or `added`/`removed` links;
 //! a back-reference change (`meta.actual_attribute_changed`) updates `event.entity`'s field
 //! `attribute_name`; `in_create` changes are skipped (the New event fetched the entity);
-//! `_Retirement` / `_Revival` → set `_active` (a revival also refetches);
+//! `_Retirement` / `_Revival` → set `_active` (a revival also refetches, and re-reads the cached
+//! entities that link to the revived one, bounded: [`crate::upstream::refresh::relink`]);
 //! `Shotgun_DisplayColumn_New/_Change` → [`Reload`] the schema.
 //!
 //! **What it cannot see:** writes by scripts with event generation off (`site.quiet()` in the

@@ -20,7 +20,9 @@ use crate::schema::CachedSchema;
 use crate::state::CacheState;
 use crate::upstream::UpstreamClient;
 use crate::upstream::fetch::{self, ReadArgs};
-use crate::upstream::refresh::{Gone, Refreshed, refresh, upsert};
+use crate::upstream::refresh::{
+    Gone, RELINK_MAX_ROWS, Refreshed, Relinked, refresh, relink, upsert,
+};
 
 /// The result of one page.
 #[derive(Debug, Default)]
@@ -34,6 +36,10 @@ pub struct PageReport {
     pub reload_schema: bool,
     pub newest_seen: i64,
     pub newest_applied_created: Option<i64>,
+    /// Rows re-read because they link to a revived entity.
+    pub relinked: u64,
+    /// Revivals whose linking entities were not all re-read (the page's bound ran out).
+    pub relink_truncated: u64,
     /// Where the next read continues after a full page.
     pub continue_from: Option<i64>,
     /// A non-fatal problem (e.g. the follow-up fetch of missing rows failed).
@@ -225,6 +231,28 @@ async fn fetch_wanted(
     Ok(fetched)
 }
 
+/// Re-reads, for every revival of the page, the cached entities linking to the revived entity
+/// (before the transaction; at most [`RELINK_MAX_ROWS`] rows for the whole page).
+async fn relink_wanted(
+    ctx: &PollContext,
+    schema: &CachedSchema,
+    plans: &[Planned],
+) -> Result<BTreeMap<(String, i64), Relinked>, PollError> {
+    let mut budget = RELINK_MAX_ROWS;
+    let mut relinked = BTreeMap::new();
+    for plan in plans {
+        for action in &plan.actions {
+            if let Action::Relink { ty, id } = action
+                && !relinked.contains_key(&(ty.clone(), *id))
+            {
+                let found = relink(&ctx.upstream, schema, ty, *id, &mut budget).await?;
+                relinked.insert((ty.clone(), *id), found);
+            }
+        }
+    }
+    Ok(relinked)
+}
+
 /// The write of one action that needs no fetch (`Fetch` and `Reload` give `None`).
 fn action_op(action: &Action, event_id: Option<i64>) -> Option<WriteOp> {
     Some(match action {
@@ -254,7 +282,7 @@ fn action_op(action: &Action, event_id: Option<i64>) -> Option<WriteOp> {
             active: *active,
             event_id,
         },
-        Action::Fetch { .. } | Action::Reload => return None,
+        Action::Fetch { .. } | Action::Relink { .. } | Action::Reload => return None,
     })
 }
 
@@ -263,6 +291,7 @@ fn action_op(action: &Action, event_id: Option<i64>) -> Option<WriteOp> {
 fn page_ops(
     plans: &[Planned],
     fetched: &BTreeMap<String, Refreshed>,
+    mut relinked: BTreeMap<(String, i64), Relinked>,
     report: &mut PageReport,
 ) -> (Vec<WriteOp>, BTreeSet<(String, i64)>) {
     let mut ops = Vec::new();
@@ -287,6 +316,13 @@ fn page_ops(
                         failed = true;
                     }
                 },
+                Action::Relink { ty, id } => {
+                    if let Some(found) = relinked.remove(&(ty.clone(), *id)) {
+                        report.relinked += found.rows;
+                        report.relink_truncated += u64::from(found.truncated);
+                        ops.extend(found.ops(event_id));
+                    }
+                }
                 Action::Reload => report.reload_schema = true,
                 other => ops.extend(action_op(other, event_id)),
             }
@@ -339,7 +375,8 @@ pub async fn poll_page(
 
     // Fetch first (outside the transaction), then one transaction: changes and checkpoint.
     let fetched = fetch_wanted(ctx, &schema, &plans).await?;
-    let (ops, fetched_used) = page_ops(&plans, &fetched, &mut report);
+    let relinked = relink_wanted(ctx, &schema, &plans).await?;
+    let (ops, fetched_used) = page_ops(&plans, &fetched, relinked, &mut report);
     let outcome = ctx
         .writer
         .apply(Apply {

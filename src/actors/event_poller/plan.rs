@@ -102,6 +102,12 @@ pub(super) enum Action {
         id: i64,
         active: bool,
     },
+    /// Re-read the cached entities linking to a revived entity (the site showed them without
+    /// the link while it was retired).
+    Relink {
+        ty: String,
+        id: i64,
+    },
     Reload,
 }
 
@@ -232,6 +238,7 @@ pub(super) fn plan_event(
                         active: true,
                     },
                     Action::Fetch { ty: ty.into(), id },
+                    Action::Relink { ty: ty.into(), id },
                 ],
             ),
             None => planned(EventKind::Malformed, vec![]),
@@ -490,6 +497,25 @@ mod tests {
             ),
             "backref_no_owner"
         );
+        // A revival sets the entity active, fetches it and re-reads the entities linking to it.
+        let plan = plan_event(
+            &schema,
+            &event(json!({"event_type": "Shotgun_Shot_Revival", "meta": {"entity_id": 6}})),
+            1,
+        );
+        assert_eq!(plan.kind, EventKind::Revival);
+        assert!(matches!(
+            plan.actions[..],
+            [
+                Action::SetActive {
+                    id: 6,
+                    active: true,
+                    ..
+                },
+                Action::Fetch { id: 6, .. },
+                Action::Relink { id: 6, .. }
+            ]
+        ));
         // A value the cache cannot store as is (null checkbox) is fetched instead.
         let plan = plan_event(
             &schema,

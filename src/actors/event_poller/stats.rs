@@ -21,6 +21,10 @@ pub struct EventPollerStats {
     pub missing_declared: AtomicU64,
     pub polls: AtomicU64,
     pub pages: AtomicU64,
+    /// Rows re-read because they link to a revived entity.
+    pub relinked: AtomicU64,
+    /// Revivals whose linking entities were not all re-read (bound reached).
+    pub relink_truncated: AtomicU64,
     pub applied: Mutex<KindCounts>,
     pub ignored: Mutex<KindCounts>,
     pub failed: Mutex<KindCounts>,
@@ -50,6 +54,8 @@ impl EventPollerStats {
             missing_declared: self.missing_declared.load(Ordering::Relaxed),
             polls: self.polls.load(Ordering::Relaxed),
             pages: self.pages.load(Ordering::Relaxed),
+            relinked: self.relinked.load(Ordering::Relaxed),
+            relink_truncated: self.relink_truncated.load(Ordering::Relaxed),
         }
     }
 }
@@ -70,4 +76,8 @@ pub struct EventPollerSnapshot {
     pub missing_declared: u64,
     pub polls: u64,
     pub pages: u64,
+    /// Rows re-read because they link to a revived entity.
+    pub relinked: u64,
+    /// Revivals whose linking entities were not all re-read (bound reached).
+    pub relink_truncated: u64,
 }
