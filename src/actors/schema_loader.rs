@@ -112,6 +112,7 @@ pub async fn stored_schema(pools: &Pools) -> Result<Option<SchemaSource>, LoadEr
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub site: Arc<SiteSchema>,
+    /// The schema served: the selection without the fields marks leave uncached.
     pub cached: CachedSchema,
     pub report: SelectionReport,
     pub statements: usize,
@@ -151,10 +152,11 @@ pub async fn apply_schema(
     let statements = plan.statements.len();
     let mut invalidated: Vec<String> = plan.changed_types.iter().cloned().collect();
     invalidated.extend(plan.new_types.iter().cloned());
-    writer
+    // What is served: the selection without the fields marks leave uncached.
+    let cached = writer
         .apply_schema(ApplySchema {
             plan,
-            desired: cached.clone(),
+            desired: cached,
             snapshot,
         })
         .await?;

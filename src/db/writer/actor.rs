@@ -135,9 +135,10 @@ pub struct ApplyOutcome {
     pub uncached: Vec<UncachedMark>,
 }
 
-/// Create/alter the cache tables for `desired` and record it in the schema registry.
+/// Create/alter the cache tables for `desired` and record it in the schema registry. Gives
+/// the schema now served: `desired` without the fields marks leave uncached.
 #[derive(Message, Debug)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<CachedSchema, StoreError>")]
 pub struct ApplySchema {
     pub plan: DdlPlan,
     pub desired: CachedSchema,
@@ -263,7 +264,7 @@ impl DbWriterHandle {
         self.send(msg).await?
     }
 
-    pub async fn apply_schema(&self, msg: ApplySchema) -> Result<(), StoreError> {
+    pub async fn apply_schema(&self, msg: ApplySchema) -> Result<CachedSchema, StoreError> {
         self.send(msg).await?
     }
 
@@ -430,7 +431,7 @@ impl Handler<Apply> for DbWriter {
 }
 
 impl Handler<ApplySchema> for DbWriter {
-    type Result = AtomicResponse<Self, Result<(), StoreError>>;
+    type Result = AtomicResponse<Self, Result<CachedSchema, StoreError>>;
 
     fn handle(&mut self, msg: ApplySchema, _ctx: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
@@ -450,7 +451,9 @@ impl Handler<ApplySchema> for DbWriter {
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
             |(result, complete), act, _| {
                 act.record_result(&result, 0);
-                let result = result.map(|served| act.state.set_schema(Arc::new(served)));
+                if let Ok(served) = &result {
+                    act.state.set_schema(Arc::new(served.clone()));
+                }
                 if let Some(Ok(complete)) = complete {
                     act.state.set_complete(complete);
                 }
@@ -650,7 +653,8 @@ mod tests {
             .await
             .expect("applied");
         let plan = plan_ddl(&desired, &applied, Backend::Sqlite);
-        f.writer
+        let returned = f
+            .writer
             .apply_schema(ApplySchema {
                 plan,
                 desired,
@@ -659,6 +663,7 @@ mod tests {
             .await
             .expect("schema");
         let served = f.state.view().schema;
+        assert_eq!(*served, returned, "the caller gets the schema served");
         assert_eq!(served.uncached_marks().count(), 1);
         assert!(served.field("Shot", "code").is_none());
         assert_eq!(f.writer.stats().errors.load(Ordering::Relaxed), 0);
