@@ -492,15 +492,8 @@ fn close_over_links(
     tables: &mut BTreeSet<String>,
     report: &mut SelectionReport,
 ) {
-    let targets: BTreeSet<String> = cached
-        .types
-        .values()
-        .flat_map(|e| e.fields.values())
-        .filter(|f| matches!(f.kind, FieldKind::Entity | FieldKind::MultiEntity))
-        .flat_map(|f| f.valid_types.iter().cloned())
-        .collect();
     let mut problems: BTreeMap<String, String> = BTreeMap::new();
-    for ty in targets {
+    for ty in link_targets(cached) {
         if let Some(problem) = unlinkable(site, cached, excluded_types, &ty) {
             problems.insert(ty, problem);
             continue;
@@ -511,51 +504,73 @@ fn close_over_links(
         if cached.types.contains_key(&ty) {
             continue;
         }
-        match build_entity(
-            def,
-            always_cached(def).into_iter().collect(),
-            tables,
-            report,
-        ) {
-            Ok(mut ce)
-                if ce
-                    .display_field
-                    .as_ref()
-                    .is_some_and(|d| ce.fields.contains_key(d)) =>
-            {
-                ce.thin = true;
+        match thin_entity(&ty, def, tables, report) {
+            Ok(ce) => {
                 cached.types.insert(ty, ce);
             }
-            Ok(_) => {
-                tables.remove(&table_name(&ty));
-                problems.insert(
-                    ty.clone(),
-                    format!("{ty}: its display field cannot be stored"),
-                );
-            }
             Err(problem) => {
-                problems.insert(ty.clone(), format!("{ty} cannot be cached: {problem}"));
+                problems.insert(ty, problem);
             }
         }
     }
-    for ce in cached.types.values_mut() {
-        let mut drop = Vec::new();
-        for f in ce.fields.values() {
-            if !matches!(f.kind, FieldKind::Entity | FieldKind::MultiEntity) {
-                continue;
-            }
-            let why = if f.valid_types.is_empty() {
-                Some("no valid_types: the linked types are unknown".to_owned())
-            } else {
-                f.valid_types
-                    .iter()
-                    .find_map(|t| problems.get(t))
-                    .map(|p| format!("links to a type that cannot be cached: {p}"))
-            };
-            if let Some(reason) = why {
-                drop.push((f.name.clone(), reason));
-            }
+    drop_unlinkable_fields(cached, &problems, report);
+}
+
+/// Every type that some cached link field may point to.
+fn link_targets(cached: &CachedSchema) -> BTreeSet<String> {
+    cached
+        .types
+        .values()
+        .flat_map(|e| e.fields.values())
+        .filter(|f| matches!(f.kind, FieldKind::Entity | FieldKind::MultiEntity))
+        .flat_map(|f| f.valid_types.iter().cloned())
+        .collect()
+}
+
+/// `def` (the type `ty`) cached thinly (its always-cached fields), or why it cannot be: a thin type must store
+/// its display field, the link name.
+fn thin_entity(
+    ty: &str,
+    def: &EntityDef,
+    tables: &mut BTreeSet<String>,
+    report: &mut SelectionReport,
+) -> Result<CachedEntity, String> {
+    match build_entity(
+        def,
+        always_cached(def).into_iter().collect(),
+        tables,
+        report,
+    ) {
+        Ok(mut ce)
+            if ce
+                .display_field
+                .as_ref()
+                .is_some_and(|d| ce.fields.contains_key(d)) =>
+        {
+            ce.thin = true;
+            Ok(ce)
         }
+        Ok(_) => {
+            tables.remove(&table_name(ty));
+            Err(format!("{ty}: its display field cannot be stored"))
+        }
+        Err(problem) => Err(format!("{ty} cannot be cached: {problem}")),
+    }
+}
+
+/// Removes (and reports) the link fields with unknown valid types or a valid type listed in
+/// `problems`.
+fn drop_unlinkable_fields(
+    cached: &mut CachedSchema,
+    problems: &BTreeMap<String, String>,
+    report: &mut SelectionReport,
+) {
+    for ce in cached.types.values_mut() {
+        let drop: Vec<(String, String)> = ce
+            .fields
+            .values()
+            .filter_map(|f| Some((f.name.clone(), unlinkable_field(f, problems)?)))
+            .collect();
         for (field, reason) in drop {
             ce.fields.remove(&field);
             report.skipped.push(SkippedField {
@@ -565,6 +580,20 @@ fn close_over_links(
             });
         }
     }
+}
+
+/// Why the link field `f` cannot be cached, if it is a link field that cannot.
+fn unlinkable_field(f: &CachedField, problems: &BTreeMap<String, String>) -> Option<String> {
+    if !matches!(f.kind, FieldKind::Entity | FieldKind::MultiEntity) {
+        return None;
+    }
+    if f.valid_types.is_empty() {
+        return Some("no valid_types: the linked types are unknown".to_owned());
+    }
+    f.valid_types
+        .iter()
+        .find_map(|t| problems.get(t))
+        .map(|p| format!("links to a type that cannot be cached: {p}"))
 }
 
 #[cfg(test)]
