@@ -98,21 +98,32 @@ async fn apply_op(
             request,
             diff,
             entity_ids,
-        } => {
-            verification::ActiveModel {
-                created_at: Set(now.to_owned()),
-                entity_type: Set(entity_type.clone()),
-                outcome: Set(verdict.clone()),
-                request: Set(request.to_string()),
-                diff: Set(diff.to_string()),
-                entity_ids: Set(Json::from(entity_ids.clone()).to_string()),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?;
-            Ok(())
-        }
+        } => store_verification(tx, now, entity_type, verdict, request, diff, entity_ids).await,
     }
+}
+
+/// One verifier finding, a row of the verification table.
+async fn store_verification(
+    tx: &DatabaseTransaction,
+    now: &str,
+    entity_type: &str,
+    verdict: &str,
+    request: &Json,
+    diff: &Json,
+    entity_ids: &[i64],
+) -> Result<(), StoreError> {
+    verification::ActiveModel {
+        created_at: Set(now.to_owned()),
+        entity_type: Set(entity_type.to_owned()),
+        outcome: Set(verdict.to_owned()),
+        request: Set(request.to_string()),
+        diff: Set(diff.to_string()),
+        entity_ids: Set(Json::from(entity_ids.to_vec()).to_string()),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    Ok(())
 }
 
 pub(super) fn cached_entity<'a>(
