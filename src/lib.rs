@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod api3;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod db;
@@ -28,13 +29,18 @@ use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tracing::{info, warn};
 
 use crate::actors::calibrator::{Calibrator, CalibratorStats};
-use crate::actors::event_poller::{EventPoller, EventPollerStats};
-use crate::actors::scanner::{Scanner, ScannerStats};
+use crate::actors::event_poller::EventPollerStats;
+use crate::actors::leader::{Election, ElectionHandle, ElectionParts};
+use crate::actors::leader_duties::DaemonDuties;
+use crate::actors::scanner::ScannerStats;
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
 use crate::actors::site_info::{SiteInfo, SiteInfoState};
 use crate::actors::verifier::{Verifier, VerifierStats};
 use crate::actors::write_back::{WriteBack, WriteBackStats};
 use crate::actors::{ActorFailure, Stop, Supervisor};
+use crate::cluster::ClusterState;
+use crate::cluster::file_lock::{InstanceLock, InstanceLockError};
+use crate::cluster::follow::Follower;
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, StoreError};
@@ -51,6 +57,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    #[error(transparent)]
+    InstanceLock(#[from] InstanceLockError),
 }
 
 /// A running daemon: its address, its parts, and a way to stop it.
@@ -59,13 +67,10 @@ pub struct Daemon {
     pub pools: Pools,
     pub cache: Arc<CacheState>,
     pub writer: DbWriterHandle,
-    pub schema_loader: Addr<SchemaLoader>,
+    /// This instance's role among the instances sharing the database.
+    pub cluster: Arc<ClusterState>,
     pub schema_loader_stats: Arc<SchemaLoaderStats>,
-    /// `None` when `scanner.enabled` is false or no site is configured.
-    pub scanner: Option<Addr<Scanner>>,
     pub scanner_stats: Arc<ScannerStats>,
-    /// `None` when `events.enabled` is false or no site is configured.
-    pub event_poller: Option<Addr<EventPoller>>,
     pub event_poller_stats: Arc<EventPollerStats>,
     /// `None` when `verify.mode` is off or no site is configured.
     pub verifier: Option<Addr<Verifier>>,
@@ -77,6 +82,11 @@ pub struct Daemon {
     pub calibrator_stats: Arc<CalibratorStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
+    /// Runs the leader-only actors while this instance leads (see [`actors::leader`]).
+    election: Option<ElectionHandle>,
+    schema_loader: actors::leader_duties::Current<SchemaLoader>,
+    /// SQLite: held while serving, so a second instance on the same file refuses to start.
+    _instance_lock: Option<InstanceLock>,
     writer_arbiter: Arbiter,
     request_stats: Arc<RequestStats>,
     write_back_stats: Arc<WriteBackStats>,
@@ -90,49 +100,56 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let config = Arc::new(config);
         // The database comes first: if it is unreachable nothing has started yet.
+        let instance_lock = db::sqlite_file(&config.database.url)
+            .map(InstanceLock::acquire)
+            .transpose()?;
         let pools = db::open(&config.database).await?;
 
         let cache = CacheState::new();
         cache.set_complete(db::writer::load_complete(&pools.reader).await?);
         cache.set_rules(db::rules::load_rules(&pools.reader).await?);
         config.calibration.apply_pinned(&cache);
-        let (writer, writer_arbiter) =
-            DbWriterHandle::start(pools.writer.clone(), pools.backend, cache.clone());
+        let cluster = Arc::new(match pools.backend {
+            schema::Backend::Sqlite => ClusterState::single(cluster::instance_id(addr)),
+            schema::Backend::Postgres => ClusterState::elected(cluster::instance_id(addr)),
+        });
+        let (writer, writer_arbiter) = DbWriterHandle::start_in_cluster(
+            pools.writer.clone(),
+            pools.backend,
+            cache.clone(),
+            cluster.clone(),
+        );
         let supervisor = Supervisor::default();
         watch_writer(&writer, &config.database.url, &supervisor);
+        // The schema loader (DDL), the scanner and the event poller run on the leader only;
+        // followers take the schema and the complete types from the database.
         let loader_stats = Arc::new(SchemaLoaderStats::default());
-        let schema_loader = SchemaLoader::new(
+        let duties = DaemonDuties::new(
             config.clone(),
             pools.clone(),
             writer.clone(),
             cache.clone(),
             loader_stats.clone(),
-        )
-        .start();
-        // Full scans of incomplete types and periodic incremental scans (waits for the schema).
-        let scanner_stats = Arc::new(ScannerStats::default());
-        let scanner = (config.scanner.enabled && config.shotgun.url.is_some()).then(|| {
-            Scanner::new(
-                config.clone(),
-                pools.clone(),
-                writer.clone(),
-                cache.clone(),
-                scanner_stats.clone(),
-            )
-            .start()
-        });
-        // Follows the EventLogEntry stream (waits for the schema; see actors::event_poller).
-        let event_poller_stats = Arc::new(EventPollerStats::default());
-        let event_poller = (config.events.enabled && config.shotgun.url.is_some()).then(|| {
-            EventPoller::new(
-                config.clone(),
-                pools.clone(),
-                writer.clone(),
-                cache.clone(),
-                Some(schema_loader.clone()),
-                event_poller_stats.clone(),
-            )
-            .start()
+        );
+        let (scanner_stats, event_poller_stats, schema_loader) = (
+            duties.scanner.clone(),
+            duties.event_poller.clone(),
+            duties.current_loader.clone(),
+        );
+        let follower = Follower::new(
+            config.clone(),
+            pools.clone(),
+            cache.clone(),
+            loader_stats.clone(),
+        );
+        let election = Election::start(ElectionParts {
+            config: config.clone(),
+            cluster: cluster.clone(),
+            pools: pools.clone(),
+            writer: writer.clone(),
+            cache: cache.clone(),
+            follower,
+            duties,
         });
 
         // Learns the site's undocumented rules (see actors::calibrator).
@@ -222,6 +239,7 @@ impl Daemon {
             site_info,
             pools: pools.clone(),
             sizes: Arc::new(metrics::CacheSizes::default()),
+            cluster: cluster.clone(),
         });
         // `/metrics`: a registry of this daemon's own (several daemons may share a process).
         let registry = web::Data::new(http::metrics::MetricsRegistry::new(sources.clone()));
@@ -256,11 +274,9 @@ impl Daemon {
             pools,
             cache,
             writer,
-            schema_loader,
+            cluster,
             schema_loader_stats: loader_stats,
-            scanner,
             scanner_stats,
-            event_poller,
             event_poller_stats,
             verifier,
             verifier_stats,
@@ -269,11 +285,19 @@ impl Daemon {
             calibrator_stats,
             server: Some(server),
             handle,
+            election: Some(election),
+            schema_loader,
+            _instance_lock: instance_lock,
             writer_arbiter,
             request_stats,
             write_back_stats,
             shutdown_timeout: config.server.shutdown_timeout,
         })
+    }
+
+    /// The schema loader, while this instance leads (it runs on the leader only).
+    pub fn schema_loader(&self) -> Option<Addr<SchemaLoader>> {
+        self.schema_loader.get()
     }
 
     pub fn url(&self) -> String {
@@ -351,7 +375,7 @@ impl Daemon {
         self.shutdown_actors(deadline).await
     }
 
-    async fn shutdown_actors(&self, deadline: Instant) -> bool {
+    async fn shutdown_actors(&mut self, deadline: Instant) -> bool {
         self.supervisor.set_stopping();
         let mut clean = true;
         // 1. Write-backs handed to the WriteBack actor by requests (a write answered after
@@ -376,11 +400,10 @@ impl Daemon {
             );
             clean = false;
         }
-        // The schema loader's retries would only fail against a stopped DbWriter.
-        let _ = self.schema_loader.send(Stop).await;
-        // 2. Drops a poll in progress: its Apply (changes + checkpoint) committed or did not.
-        if let Some(poller) = &self.event_poller {
-            let _ = poller.send(Stop).await;
+        // 2. Stops the leader-only actors (the schema loader; a poll or scan page in progress:
+        //    its Apply, changes + checkpoint, committed or did not) and hands the lead over.
+        if let Some(election) = self.election.take() {
+            election.stop().await;
         }
         // Drops a verification in progress (verification is best effort).
         if let Some(calibrator) = &self.calibrator {
@@ -388,10 +411,6 @@ impl Daemon {
         }
         if let Some(verifier) = &self.verifier {
             let _ = verifier.send(Stop).await;
-        }
-        // Drops a scan in progress; a full scan resumes from its stored cursor next time.
-        if let Some(scanner) = &self.scanner {
-            let _ = scanner.send(Stop).await;
         }
         // 3. The DbWriter handles its mailbox in order, one message at a time: once an empty
         //    Apply sent now is answered, everything queued before it has been applied.

@@ -4,6 +4,8 @@ pub mod calibrator;
 pub mod event_poller;
 #[cfg(test)]
 pub(crate) mod fixture;
+pub mod leader;
+pub mod leader_duties;
 pub mod scanner;
 pub mod schema_loader;
 pub mod site_info;

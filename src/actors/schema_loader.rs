@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::ActorStats;
 use crate::config::Config;
+use crate::db::entities::schema_snapshot;
 use crate::db::writer::{ApplySchema, DbWriterHandle, NewSnapshot};
 use crate::db::{Pools, StoreError, registry};
 use crate::schema::{CachedSchema, SchemaError, SelectionReport, SiteSchema, plan_ddl, select};
@@ -42,6 +43,21 @@ pub struct SchemaSource {
 }
 
 impl SchemaSource {
+    /// A stored snapshot (`sgcache_schema_snapshot` row).
+    pub fn from_snapshot(row: &schema_snapshot::Model) -> Result<SchemaSource, LoadError> {
+        let parse = |text: &str| {
+            serde_json::from_str::<Json>(text).map_err(|e| LoadError::File {
+                path: "sgcache_schema_snapshot".to_owned(),
+                problem: e.to_string(),
+            })
+        };
+        Ok(SchemaSource {
+            source: "snapshot",
+            schema_read: parse(&row.schema_read)?,
+            schema_entity_read: row.schema_entity_read.as_deref().map(parse).transpose()?,
+        })
+    }
+
     pub fn parse(&self) -> Result<SiteSchema, SchemaError> {
         SiteSchema::from_json(&self.schema_read, self.schema_entity_read.as_ref())
     }
@@ -92,20 +108,10 @@ fn read_json(path: &std::path::Path) -> Result<Json, LoadError> {
 
 /// The newest stored snapshot, for starting while the site is down.
 pub async fn stored_schema(pools: &Pools) -> Result<Option<SchemaSource>, LoadError> {
-    let Some(row) = registry::latest_snapshot(&pools.reader).await? else {
-        return Ok(None);
-    };
-    let parse = |text: &str| {
-        serde_json::from_str::<Json>(text).map_err(|e| LoadError::File {
-            path: "sgcache_schema_snapshot".to_owned(),
-            problem: e.to_string(),
-        })
-    };
-    Ok(Some(SchemaSource {
-        source: "snapshot",
-        schema_read: parse(&row.schema_read)?,
-        schema_entity_read: row.schema_entity_read.as_deref().map(parse).transpose()?,
-    }))
+    registry::latest_snapshot(&pools.reader)
+        .await?
+        .map(|row| SchemaSource::from_snapshot(&row))
+        .transpose()
 }
 
 /// What applying a schema did.
@@ -180,7 +186,7 @@ pub struct SchemaLoaderStats {
 /// What the last applied schema was.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SchemaLoadDetail {
-    /// `site`, `file` or `snapshot`.
+    /// `site`, `file`, `snapshot` or `leader`.
     pub source: &'static str,
     pub loaded_at: String,
     pub types: usize,
@@ -199,6 +205,27 @@ pub struct SchemaLoaderSnapshot {
 }
 
 impl SchemaLoaderStats {
+    /// A schema is in use: from `source` (`site`, `file`, `snapshot`, or `leader` on a
+    /// follower, see [`crate::cluster::follow`]).
+    pub fn record_load(
+        &self,
+        source: &'static str,
+        cached: &CachedSchema,
+        report: &SelectionReport,
+    ) {
+        self.actor.handled();
+        self.loaded.store(true, Ordering::Relaxed);
+        if let Ok(mut detail) = self.detail.lock() {
+            *detail = Some(SchemaLoadDetail {
+                source,
+                loaded_at: crate::time::now(),
+                types: cached.types.len(),
+                skipped_fields: report.skipped.len(),
+                warnings: report.warnings.clone(),
+            });
+        }
+    }
+
     pub fn snapshot(&self) -> SchemaLoaderSnapshot {
         SchemaLoaderSnapshot {
             actor: self.actor.snapshot(),
@@ -305,17 +332,8 @@ impl SchemaLoader {
                         warn!(warning = %warning, "schema selection");
                     }
                     act.cache.set_site(applied.site.clone());
-                    act.stats.actor.handled();
-                    act.stats.loaded.store(true, Ordering::Relaxed);
-                    if let Ok(mut detail) = act.stats.detail.lock() {
-                        *detail = Some(SchemaLoadDetail {
-                            source,
-                            loaded_at: crate::time::now(),
-                            types: applied.cached.types.len(),
-                            skipped_fields: applied.report.skipped.len(),
-                            warnings: applied.report.warnings.clone(),
-                        });
-                    }
+                    act.stats
+                        .record_load(source, &applied.cached, &applied.report);
                     match fetch_error {
                         // Running on a stored snapshot: try the site again soon.
                         Some(err) => {

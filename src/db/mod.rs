@@ -63,6 +63,10 @@ pub enum StoreError {
     SchemaChanged(String),
     #[error("the DbWriter is not running")]
     WriterGone,
+    /// A leader-only write (checkpoint, scan cursor, schema) from an instance that does not
+    /// hold the leader lock (see `crate::cluster`).
+    #[error("this instance is not the leader: leader-only write refused")]
+    NotLeader,
 }
 
 /// The reader pool and the writer's own connection.
@@ -150,8 +154,12 @@ pub async fn open(config: &DatabaseConfig) -> Result<Pools, StoreError> {
     Ok(pools)
 }
 
-/// Creates or upgrades the fixed tables (idempotent).
+/// Creates or upgrades the fixed tables (idempotent). On PostgreSQL, instances starting at
+/// the same moment take turns (see [`crate::cluster::pg::serialized`]).
 pub async fn migrate(pools: &Pools) -> Result<(), StoreError> {
-    migration::Migrator::up(&pools.writer, None).await?;
-    Ok(())
+    crate::cluster::pg::serialized(&pools.reader, async {
+        migration::Migrator::up(&pools.writer, None).await?;
+        Ok(())
+    })
+    .await
 }

@@ -404,6 +404,16 @@ const SCALAR_COUNTERS: &[Scalar<u64>] = &[
         "Write-backs handed to the WriteBack actor.",
         |d| d.actors.request_handler.write_backs_sent,
     ),
+    (
+        "sgcache_cluster_elections_won",
+        "Times this instance took the lead.",
+        |d| d.cluster.elections_won,
+    ),
+    (
+        "sgcache_cluster_leadership_lost",
+        "Times this instance lost the lead while running (its lock connection died).",
+        |d| d.cluster.leadership_lost,
+    ),
 ];
 
 /// Gauges without labels; `None` leaves the series out.
@@ -456,6 +466,24 @@ const SCALAR_GAUGES: &[Scalar<Option<f64>>] = &[
         "Size of the cache database.",
         |d| d.cache.database_bytes.map(|b| b as f64),
     ),
+    (
+        "sgcache_cluster_leader",
+        "1 while this instance is the leader (follows the site's event log, scans, applies DDL).",
+        |d| Some(flag(d.cluster.role == "leader")),
+    ),
+    (
+        "sgcache_cluster_takeovers",
+        "Leadership changes after the first leader of this database.",
+        |d| Some(d.cluster.takeovers as f64),
+    ),
+    (
+        "sgcache_cluster_leader_since_timestamp_seconds",
+        "When the current leader took the lead.",
+        |d| {
+            let since = d.cluster.leader_since.as_deref()?;
+            crate::time::parse(since).map(|t| t.timestamp() as f64)
+        },
+    ),
 ];
 
 /// Every figure that is one number.
@@ -476,6 +504,21 @@ fn encode_scalars(
         ("sgcache_build_info", "sgcache's version (always 1)."),
         MetricType::Gauge,
         gauges([(labels("version", doc.version), 1.0)]),
+    )?;
+    let cluster = &doc.cluster;
+    let info = vec![
+        ("instance", cluster.instance.clone()),
+        ("role", cluster.role.to_owned()),
+        ("leader", cluster.leader.clone().unwrap_or_default()),
+    ];
+    family(
+        enc,
+        (
+            "sgcache_cluster_info",
+            "This instance, its role and the leader it knows (always 1).",
+        ),
+        MetricType::Gauge,
+        gauges([(info, 1.0)]),
     )
 }
 

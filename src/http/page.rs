@@ -256,11 +256,12 @@ fn header(h: &mut String, doc: &StatusDocument) {
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>sgcache {version} — status</title><style>{STYLE}</style></head><body>\
          <header><h1>sgcache {version}</h1><span class=\"badge {level}\">{level_text}</span>\
-         <span class=\"meta\">up {uptime} · {backend} · site {site} <span class=\"badge {reach_class}\">{reach}</span></span></header><main>",
+         <span class=\"meta\">up {uptime} · {backend} · {role} · site {site} <span class=\"badge {reach_class}\">{reach}</span></span></header><main>",
         version = esc(doc.version),
         level_text = level_text(level),
         uptime = esc(&duration(doc.uptime_seconds)),
         backend = esc(doc.database.backend),
+        role = esc(&role(doc)),
         site = esc(&doc.upstream.url),
         reach_class = if reachable { "ok" } else { "bad" },
         reach = if reachable {
@@ -269,6 +270,24 @@ fn header(h: &mut String, doc: &StatusDocument) {
             "unreachable"
         },
     );
+}
+
+/// `leader since …` or `follower of <leader> since …`, and the takeovers (README: Running
+/// several instances).
+fn role(doc: &StatusDocument) -> String {
+    let c = &doc.cluster;
+    let mut text = match (c.role, &c.leader) {
+        ("leader", _) => "leader".to_owned(),
+        (_, Some(leader)) => format!("follower of {leader}"),
+        _ => "follower (no leader yet)".to_owned(),
+    };
+    if let Some(since) = &c.leader_since {
+        text.push_str(&format!(" since {since}"));
+    }
+    if c.takeovers > 0 {
+        text.push_str(&format!(" · {} takeovers", c.takeovers));
+    }
+    text
 }
 
 /// Health and event lag.

@@ -16,6 +16,7 @@ use crate::actors::schema_loader::{SchemaLoaderSnapshot, SchemaLoaderStats};
 use crate::actors::site_info::SiteInfoState;
 use crate::actors::verifier::{VerifierSnapshot, VerifierStats};
 use crate::actors::write_back::{WriteBackSnapshot, WriteBackStats};
+use crate::cluster::{ClusterState, ClusterStatus};
 use crate::db::Pools;
 use crate::db::writer::{WriterSnapshot, WriterStats};
 use crate::http::api3::{RequestStats, RequestsSnapshot};
@@ -47,6 +48,8 @@ pub struct StatusSources {
     /// The reader pool: row counts and the database size ([`CacheSizes`]), `/readyz`.
     pub pools: Pools,
     pub sizes: Arc<CacheSizes>,
+    /// This instance's role (leader or follower) and the leader's identity.
+    pub cluster: Arc<ClusterState>,
 }
 
 /// The `/status` document (README: [/status](../../README.md#status)).
@@ -58,6 +61,7 @@ pub struct StatusDocument {
     pub uptime_seconds: u64,
     pub database: DatabaseStatus,
     pub upstream: UpstreamStatus,
+    pub cluster: ClusterStatus,
     pub requests: RequestsSnapshot,
     pub latency: LatencyStatus,
     pub cache: CacheStatus,
@@ -191,6 +195,7 @@ impl StatusSources {
                 url: self.site_url.clone(),
                 reachable: self.site_info.reachable(),
             },
+            cluster: self.cluster.snapshot(),
             latency: self.latency(),
             cache: self.cache_status(&view),
             schema: self.schema_status(&view),
@@ -366,6 +371,17 @@ mod tests {
             "upstream",
             "upstream.url",
             "upstream.reachable",
+            "cluster",
+            "cluster.mode",
+            "cluster.role",
+            "cluster.instance",
+            "cluster.leader",
+            "cluster.leader_since",
+            "cluster.leading_since",
+            "cluster.term",
+            "cluster.takeovers",
+            "cluster.elections_won",
+            "cluster.leadership_lost",
             "requests",
             "requests.total",
             "requests.served_locally",

@@ -8,13 +8,13 @@ use sgcache::db;
 
 use crate::support::{MockSite, TestDb, assert_cache_matches_site, eventually, test_config};
 
-struct Sgcache {
+pub(crate) struct Sgcache {
     child: Child,
     url: String,
 }
 
 impl Sgcache {
-    fn spawn(site: &MockSite, db_url: &str) -> Sgcache {
+    pub(crate) fn spawn(site: &MockSite, db_url: &str) -> Sgcache {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
@@ -52,13 +52,13 @@ impl Sgcache {
         }
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         // SIGKILL: no shutdown code runs.
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
     }
 
-    async fn status(&self) -> Option<Value> {
+    pub(crate) async fn status(&self) -> Option<Value> {
         let mut r = awc::Client::default()
             .get(format!("{}/status", self.url))
             .send()
@@ -75,7 +75,7 @@ impl Drop for Sgcache {
     }
 }
 
-fn seed(site: &MockSite, shots: usize) {
+pub(crate) fn seed(site: &MockSite, shots: usize) {
     let project = site.create("Project", json!({"name": "Crash"}))["id"]
         .as_i64()
         .expect("id");
@@ -96,7 +96,7 @@ fn seed(site: &MockSite, shots: usize) {
     });
 }
 
-async fn compare(db_url: &str, site: &MockSite) {
+pub(crate) async fn compare(db_url: &str, site: &MockSite) {
     let test_db = TestDb::sqlite();
     let mut config = test_config(&test_db, None);
     config.database.url = db_url.to_owned();

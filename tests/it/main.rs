@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod calibration;
 mod cli;
+mod cluster;
 mod crash;
 mod daemon;
 mod db_faults;

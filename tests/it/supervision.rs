@@ -121,7 +121,8 @@ async fn a_schema_reload_does_not_start_a_second_refresh_loop() {
     .await;
     for _ in 0..5 {
         let before = loads();
-        daemon.schema_loader.send(Reload).await.expect("reload");
+        let loader = daemon.schema_loader().expect("the only instance leads");
+        loader.send(Reload).await.expect("reload");
         eventually(Duration::from_secs(30), "the reload", || {
             let n = loads();
             async move { (n > before).then_some(()) }

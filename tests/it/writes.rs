@@ -15,11 +15,11 @@ fn auth() -> Value {
     json!({"script_name": "sgcache", "script_key": "test-key"})
 }
 
-fn rpc(method: &str, args: Value) -> Vec<u8> {
+pub(crate) fn rpc(method: &str, args: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"method_name": method, "params": [auth(), args]})).expect("json")
 }
 
-async fn post_raw(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+pub(crate) async fn post_raw(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     let mut r = Client::builder()
         .timeout(Duration::from_secs(30))
         .finish()
@@ -34,14 +34,14 @@ async fn post_raw(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     )
 }
 
-async fn results(base: &str, method: &str, args: Value) -> Value {
+pub(crate) async fn results(base: &str, method: &str, args: Value) -> Value {
     let (_, body) = post_raw(base, rpc(method, args)).await;
     let v: Value = serde_json::from_slice(&body).expect("json reply");
     assert!(v.get("exception").is_none(), "{method}: {v}");
     v["results"].clone()
 }
 
-fn seed(site: &MockSite) {
+pub(crate) fn seed(site: &MockSite) {
     let project = site.create("Project", json!({"name": "Demo"}))["id"]
         .as_i64()
         .expect("id");

@@ -22,6 +22,7 @@ use tracing::warn;
 use super::StoreError;
 use super::ops::apply_ops;
 use super::registry::{apply_schema, load_complete};
+use crate::cluster::{self, ClusterState, leader_only};
 use crate::schema::{Backend, CachedSchema, DdlPlan, UncachedMark};
 use crate::state::CacheState;
 use crate::time;
@@ -207,6 +208,8 @@ pub struct DbWriter {
     db: DatabaseConnection,
     backend: Backend,
     state: Arc<CacheState>,
+    /// This instance's role: leader-only writes are fenced (see [`crate::cluster`]).
+    cluster: Arc<ClusterState>,
     stats: Arc<WriterStats>,
     max_attempts: u32,
 }
@@ -227,11 +230,22 @@ pub struct DbWriterHandle {
 }
 
 impl DbWriterHandle {
-    /// Starts the DbWriter on its own Arbiter.
+    /// Starts the DbWriter of the only instance (SQLite, CLI commands) on its own Arbiter.
     pub fn start(
         db: DatabaseConnection,
         backend: Backend,
         state: Arc<CacheState>,
+    ) -> (DbWriterHandle, Arbiter) {
+        let cluster = Arc::new(ClusterState::single("local".to_owned()));
+        DbWriterHandle::start_in_cluster(db, backend, state, cluster)
+    }
+
+    /// Starts a DbWriter whose leader-only writes need `cluster`'s lead.
+    pub fn start_in_cluster(
+        db: DatabaseConnection,
+        backend: Backend,
+        state: Arc<CacheState>,
+        cluster: Arc<ClusterState>,
     ) -> (DbWriterHandle, Arbiter) {
         let stats = Arc::new(WriterStats::default());
         let arbiter = Arbiter::new();
@@ -240,6 +254,7 @@ impl DbWriterHandle {
             db,
             backend,
             state,
+            cluster,
             stats: actor_stats,
             max_attempts: 4,
         });
@@ -393,8 +408,12 @@ impl Handler<Apply> for DbWriter {
                 _ => None,
             })
             .collect();
+        let fence = leader_only(&msg).then(|| self.cluster.fence());
         let fut = async move {
             let result = with_retry!(db, backend, stats, max, |tx| {
+                if let Some(fence) = fence {
+                    cluster::pg::fence(&tx, fence).await?;
+                }
                 apply_ops(&tx, &schema, &msg).await?
             });
             let complete = if touches_state && result.is_ok() {
@@ -438,8 +457,11 @@ impl Handler<ApplySchema> for DbWriter {
         let backend = self.backend;
         let stats = self.stats.clone();
         let max = self.max_attempts;
+        let fence = self.cluster.fence();
         let fut = async move {
             let result = with_retry!(db, backend, stats, max, |tx| {
+                cluster::pg::fence(&tx, fence).await?;
+                cluster::pg::ddl_lock(&tx).await?;
                 apply_schema(&tx, backend, &msg).await?
             });
             let complete = match &result {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, Value};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict, Query, Value};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value as Json};
 
@@ -290,24 +290,69 @@ pub(super) async fn upsert(
         return Ok(());
     }
     let extra = bookkeeping_columns(spec);
-    outcome.rows_written += match spec.mode {
-        UpsertMode::Full => insert_rows(tx, entity, &rows, &extra, spec.now).await?,
-        UpsertMode::UpdateOnly => update_rows(tx, entity, &rows, &extra, spec).await?,
+    // Rows actually written: another instance may have committed a newer version of a row
+    // since `existing` was read (see `newer_wins`); links follow only the written rows.
+    let written = match spec.mode {
+        UpsertMode::Full => insert_rows(tx, entity, &rows, &extra, spec, outcome).await?,
+        UpsertMode::UpdateOnly => update_rows(tx, entity, &rows, &extra, spec, outcome).await?,
     };
+    let rows: Vec<PreparedRow> = rows
+        .into_iter()
+        .filter(|row| written.contains(&row.id))
+        .collect();
     outcome.links_written += replace_links(tx, &rows).await?;
     Ok(())
 }
 
-/// `INSERT ... ON CONFLICT (id) DO UPDATE` for full records, one statement per column set
-/// and bind-parameter chunk.
+/// The condition under which a row is written over its stored version: its `updated_at` (and
+/// its event id) is not older than the stored one. The database evaluates it on the latest
+/// committed version of the row, so it holds when another instance commits the same row
+/// between this transaction's read of `existing_versions` and its write (PostgreSQL, several
+/// instances); `None` when there is nothing to compare.
+fn newer_wins(table: &str, updated_at: Option<Expr>, event_id: Option<Expr>) -> Option<Condition> {
+    let stored = |column: &str| Expr::col((Alias::new(table), Alias::new(column)));
+    let checks: Vec<Condition> = [("updated_at", updated_at), ("_last_log_event_id", event_id)]
+        .into_iter()
+        .filter_map(|(column, new)| {
+            let new = new?;
+            Some(
+                Condition::any()
+                    .add(stored(column).is_null())
+                    .add(new.clone().is_null())
+                    .add(new.gte(stored(column))),
+            )
+        })
+        .collect();
+    (!checks.is_empty()).then(|| checks.into_iter().fold(Condition::all(), Condition::add))
+}
+
+/// The value an `INSERT ... ON CONFLICT DO UPDATE` proposed for `column`.
+fn excluded(column: &str) -> Expr {
+    Expr::col((Alias::new("excluded"), Alias::new(column)))
+}
+
+/// `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE newer` for full records, one statement
+/// per column set and bind-parameter chunk; returns the ids written.
 async fn insert_rows(
     tx: &DatabaseTransaction,
     entity: &CachedEntity,
     rows: &[PreparedRow],
     extra: &[(String, Value)],
-    now: &str,
-) -> Result<u64, StoreError> {
-    let mut written = 0;
+    spec: UpsertSpec<'_>,
+    outcome: &mut ApplyOutcome,
+) -> Result<BTreeSet<i64>, StoreError> {
+    let now = spec.now;
+    let guard = || {
+        newer_wins(
+            &entity.table,
+            entity
+                .fields
+                .contains_key("updated_at")
+                .then(|| excluded("updated_at")),
+            spec.event_id.map(|_| excluded("_last_log_event_id")),
+        )
+    };
+    let mut written = BTreeSet::new();
     for (columns, group) in group_by_columns(rows) {
         let mut all_columns = vec!["id".to_owned(), "_cache_created_at".to_owned()];
         all_columns.extend(extra.iter().map(|(c, _)| c.clone()));
@@ -336,24 +381,36 @@ async fn insert_rows(
                 on_conflict.do_nothing();
             } else {
                 on_conflict.update_columns(update_columns.clone());
+                if let Some(guard) = guard() {
+                    on_conflict.action_cond_where(guard);
+                }
             }
             insert.on_conflict(on_conflict);
-            tx.execute(&insert).await?;
-            written += chunk.len() as u64;
+            insert.returning_col(Alias::new("id"));
+            let before = written.len();
+            for row in tx.query_all(&insert).await? {
+                written.insert(row.try_get::<i64>("", "id")?);
+            }
+            let done = (written.len() - before) as u64;
+            outcome.rows_written += done;
+            outcome.skipped_older += chunk.len() as u64 - done;
         }
     }
     Ok(written)
 }
 
-/// `UPDATE ... WHERE id = ?` per row for partial records (rows with nothing to set are left).
+/// `UPDATE ... WHERE id = ? AND newer` per row for partial records (rows with nothing to set
+/// are left); returns the ids written.
 async fn update_rows(
     tx: &DatabaseTransaction,
     entity: &CachedEntity,
     rows: &[PreparedRow],
     extra: &[(String, Value)],
     spec: UpsertSpec<'_>,
-) -> Result<u64, StoreError> {
-    let mut written = 0;
+    outcome: &mut ApplyOutcome,
+) -> Result<BTreeSet<i64>, StoreError> {
+    let has_updated_at = entity.fields.contains_key("updated_at");
+    let mut written = BTreeSet::new();
     for row in rows {
         if row.columns.is_empty()
             && row.links.is_empty()
@@ -368,8 +425,21 @@ async fn update_rows(
             update.value(Alias::new(c), v.clone());
         }
         update.and_where(Expr::col(Alias::new("id")).eq(row.id));
-        tx.execute(&update).await?;
-        written += 1;
+        let new_updated_at = row.updated_at.clone().filter(|_| has_updated_at);
+        let guard = newer_wins(
+            &entity.table,
+            new_updated_at.map(Expr::val),
+            spec.event_id.map(Expr::val),
+        );
+        if let Some(guard) = guard {
+            update.cond_where(guard);
+        }
+        if tx.execute(&update).await?.rows_affected() > 0 {
+            written.insert(row.id);
+            outcome.rows_written += 1;
+        } else {
+            outcome.skipped_older += 1;
+        }
     }
     Ok(written)
 }
