@@ -318,51 +318,56 @@ impl SchemaLoader {
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             act.in_flight = false;
-            let retry_after = match result {
-                Ok((applied, source, fetch_error)) => {
-                    info!(
-                        source,
-                        types = applied.cached.types.len(),
-                        statements = applied.statements,
-                        invalidated = ?applied.invalidated,
-                        skipped_fields = applied.report.skipped.len(),
-                        "schema applied"
-                    );
-                    for warning in &applied.report.warnings {
-                        warn!(warning = %warning, "schema selection");
-                    }
-                    act.cache.set_site(applied.site.clone());
-                    act.stats
-                        .record_load(source, &applied.cached, &applied.report);
-                    match fetch_error {
-                        // Running on a stored snapshot: try the site again soon.
-                        Some(err) => {
-                            act.stats.actor.error(&err);
-                            act.failures += 1;
-                            Some(backoff_delay(
-                                act.config.shotgun.retry_backoff,
-                                act.failures,
-                            ))
-                        }
-                        None => {
-                            act.failures = 0;
-                            None
-                        }
-                    }
-                }
-                Err(err) => {
-                    warn!(error = %err, "cannot load the schema");
-                    act.stats.actor.error(&err);
-                    act.failures += 1;
-                    Some(backoff_delay(
-                        act.config.shotgun.retry_backoff,
-                        act.failures,
-                    ))
-                }
-            };
-            let delay = retry_after.unwrap_or(act.refresh_interval);
+            let delay = act.loaded(result).unwrap_or(act.refresh_interval);
             act.schedule(delay, ctx);
         }));
+    }
+
+    /// Records the outcome of a load; gives the delay before the next try when the load failed
+    /// or fell back to the stored snapshot (`fetch_error`).
+    fn loaded(
+        &mut self,
+        result: Result<(Applied, &'static str, Option<String>), LoadError>,
+    ) -> Option<Duration> {
+        let (applied, source, fetch_error) = match result {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                warn!(error = %err, "cannot load the schema");
+                self.stats.actor.error(&err);
+                return Some(self.failed());
+            }
+        };
+        info!(
+            source,
+            types = applied.cached.types.len(),
+            statements = applied.statements,
+            invalidated = ?applied.invalidated,
+            skipped_fields = applied.report.skipped.len(),
+            "schema applied"
+        );
+        for warning in &applied.report.warnings {
+            warn!(warning = %warning, "schema selection");
+        }
+        self.cache.set_site(applied.site.clone());
+        self.stats
+            .record_load(source, &applied.cached, &applied.report);
+        match fetch_error {
+            // Running on a stored snapshot: try the site again soon.
+            Some(err) => {
+                self.stats.actor.error(&err);
+                Some(self.failed())
+            }
+            None => {
+                self.failures = 0;
+                None
+            }
+        }
+    }
+
+    /// One more consecutive failure: the back-off before the next try.
+    fn failed(&mut self) -> Duration {
+        self.failures += 1;
+        backoff_delay(self.config.shotgun.retry_backoff, self.failures)
     }
 }
 
