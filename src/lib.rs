@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod query;
 pub mod schema;
+mod start;
 pub mod state;
 pub mod telemetry;
 pub mod time;
@@ -24,32 +25,25 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter};
-use actix_web::{App, HttpServer, dev::ServerHandle, web};
+use actix::{Addr, Arbiter};
+use actix_web::dev::ServerHandle;
 use tracing::{info, warn};
 
 use crate::actors::calibrator::{Calibrator, CalibratorStats};
 use crate::actors::event_poller::EventPollerStats;
-use crate::actors::leader::{Election, ElectionHandle, ElectionParts};
-use crate::actors::leader_duties::DaemonDuties;
+use crate::actors::leader::ElectionHandle;
 use crate::actors::scanner::ScannerStats;
 use crate::actors::schema_loader::{SchemaLoader, SchemaLoaderStats};
-use crate::actors::site_info::{SiteInfo, SiteInfoState};
 use crate::actors::verifier::{Verifier, VerifierStats};
-use crate::actors::write_back::{WriteBack, WriteBackStats};
+use crate::actors::write_back::WriteBackStats;
 use crate::actors::{ActorFailure, Stop, Supervisor};
 use crate::cluster::ClusterState;
 use crate::cluster::file_lock::{InstanceLock, InstanceLockError};
-use crate::cluster::follow::Follower;
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, StoreError};
-use crate::http::api3::{Api3State, RequestStats};
-use crate::http::auth::AuthGate;
-use crate::http::files::FileProxy;
-use crate::http::status::StatusSources;
+use crate::http::api3::RequestStats;
 use crate::state::CacheState;
-use crate::upstream::passthrough::PassThrough;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -99,198 +93,46 @@ impl Daemon {
     pub async fn start(config: Config, listener: TcpListener) -> Result<Daemon, StartError> {
         let addr = listener.local_addr()?;
         let config = Arc::new(config);
-        // The database comes first: if it is unreachable nothing has started yet.
-        let instance_lock = db::sqlite_file(&config.database.url)
-            .map(InstanceLock::acquire)
-            .transpose()?;
-        let pools = db::open(&config.database).await?;
-
-        let cache = CacheState::new();
-        cache.set_complete(db::writer::load_complete(&pools.reader).await?);
-        cache.set_rules(db::rules::load_rules(&pools.reader).await?);
-        config.calibration.apply_pinned(&cache);
-        let cluster = Arc::new(match pools.backend {
-            schema::Backend::Sqlite => ClusterState::single(cluster::instance_id(addr)),
-            schema::Backend::Postgres => ClusterState::elected(cluster::instance_id(addr)),
-        });
-        let (writer, writer_arbiter) = DbWriterHandle::start_in_cluster(
-            pools.writer.clone(),
-            pools.backend,
-            cache.clone(),
-            cluster.clone(),
-        );
+        let storage = start::open_storage(&config, addr).await?;
         let supervisor = Supervisor::default();
-        watch_writer(&writer, &config.database.url, &supervisor);
-        // The schema loader (DDL), the scanner and the event poller run on the leader only;
-        // followers take the schema and the complete types from the database.
-        let loader_stats = Arc::new(SchemaLoaderStats::default());
-        let duties = DaemonDuties::new(
-            config.clone(),
-            pools.clone(),
-            writer.clone(),
-            cache.clone(),
-            loader_stats.clone(),
-        );
-        let (scanner_stats, event_poller_stats, schema_loader) = (
-            duties.scanner.clone(),
-            duties.event_poller.clone(),
-            duties.current_loader.clone(),
-        );
-        let follower = Follower::new(
-            config.clone(),
-            pools.clone(),
-            cache.clone(),
-            loader_stats.clone(),
-        );
-        let election = Election::start(ElectionParts {
-            config: config.clone(),
-            cluster: cluster.clone(),
-            pools: pools.clone(),
-            writer: writer.clone(),
-            cache: cache.clone(),
-            follower,
-            duties,
-        });
-
-        // Learns the site's undocumented rules (see actors::calibrator).
-        let calibrator_stats = Arc::new(CalibratorStats::default());
-        let calibrator = (config.calibration.enabled && config.shotgun.url.is_some()).then(|| {
-            Calibrator::new(
-                config.clone(),
-                pools.clone(),
-                writer.clone(),
-                cache.clone(),
-                calibrator_stats.clone(),
-            )
-            .start()
-        });
-        // The site's `info`, kept for answering `info` while the site is down.
-        let site_info = Arc::new(SiteInfoState::default());
-        SiteInfo::new(&config, site_info.clone(), pools.clone(), writer.clone()).start();
-        // Caches what clients' writes and passed-through reads return.
-        let write_back_stats = Arc::new(WriteBackStats::default());
-        let write_back = WriteBack::new(
-            &config,
-            writer.clone(),
-            cache.clone(),
-            pools.reader.clone(),
-            write_back_stats.clone(),
-        )
-        .start();
-        // Re-runs locally answered reads against the site and compares (see actors::verifier).
-        let verifier_stats = Arc::new(VerifierStats::default());
-        let (verifier, verifier_handle) =
-            if config.verify.mode != config::VerifyMode::Off && config.shotgun.url.is_some() {
-                let (actor, handle) = Verifier::new(
-                    &config,
-                    writer.clone(),
-                    cache.clone(),
-                    verifier_stats.clone(),
-                );
-                (Some(actor.start()), Some(handle))
-            } else {
-                (None, None)
-            };
+        watch_writer(&storage.writer, &config.database.url, &supervisor);
+        let leader = start::start_election(&config, &storage);
+        let mut local = start::start_local_actors(&config, &storage);
         let request_stats = Arc::new(RequestStats::default());
-        let api3_state = web::Data::new(Api3State {
-            cache: cache.clone(),
-            site_info: site_info.clone(),
-            pools: pools.clone(),
-            max_body_bytes: config.server.max_body_bytes,
-            write_back_wait: config.server.write_back_wait,
-            write_back,
-            write_back_stats: write_back_stats.clone(),
-            stats: request_stats.clone(),
-            auth: Arc::new(AuthGate::new(&config)),
-            verifier: verifier_handle,
-            schema_replies: Default::default(),
-            projects: config.scanner.projects.clone(),
-        });
-
-        loader_stats.actor.supervise("schema_loader", &supervisor);
-        scanner_stats.actor.supervise("scanner", &supervisor);
-        event_poller_stats
-            .actor
-            .supervise("event_poller", &supervisor);
-        write_back_stats.actor.supervise("write_back", &supervisor);
-        verifier_stats.actor.supervise("verifier", &supervisor);
-        site_info.stats.supervise("site_info", &supervisor);
-        let sources = Arc::new(StatusSources {
-            supervisor: supervisor.clone(),
-            started: Instant::now(),
-            started_at: time::now(),
-            backend: pools.backend,
-            database_url: config.database.url.clone(),
-            site_url: config
-                .shotgun
-                .url
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            cache: cache.clone(),
-            writer: writer.stats().clone(),
-            schema_loader: loader_stats.clone(),
-            scanner: scanner_stats.clone(),
-            event_poller: event_poller_stats.clone(),
-            requests: request_stats.clone(),
-            write_back: write_back_stats.clone(),
-            verifier: verifier_stats.clone(),
-            calibrator: calibrator_stats.clone(),
-            site_info,
-            pools: pools.clone(),
-            sizes: Arc::new(metrics::CacheSizes::default()),
-            cluster: cluster.clone(),
-        });
-        // `/metrics`: a registry of this daemon's own (several daemons may share a process).
-        let registry = web::Data::new(http::metrics::MetricsRegistry::new(sources.clone()));
-        let sources = web::Data::from(sources);
-        let max_body = config.server.max_body_bytes;
-        let shotgun = config.shotgun.clone();
-        let mut server = HttpServer::new(move || {
-            // awc clients are `!Send`: one pass-through pair per worker.
-            App::new()
-                .app_data(sources.clone())
-                .app_data(registry.clone())
-                .app_data(api3_state.clone())
-                .app_data(web::Data::new(PassThrough::new(&shotgun)))
-                .app_data(web::Data::new(FileProxy::new(&shotgun)))
-                .app_data(web::PayloadConfig::new(max_body))
-                .configure(http::configure)
-        })
-        // Signals are handled in `run_until_stopped` (actix-web would stop abruptly on SIGINT);
-        // in-flight requests get `server.shutdown_timeout` to finish.
-        .disable_signals()
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-        .listen(listener)?;
-        if config.server.workers > 0 {
-            server = server.workers(config.server.workers);
-        }
-        let server = server.run();
-        let handle = server.handle();
-        let server = actix_web::rt::spawn(server);
-        info!(%addr, backend = pools.backend.name(), "sgcache is listening");
+        let api3_state = start::api3_state(&config, &storage, &mut local, &request_stats);
+        start::supervise(&supervisor, &leader, &local);
+        let sources = start::status_sources(
+            &config,
+            &storage,
+            &supervisor,
+            &leader,
+            &local,
+            &request_stats,
+        );
+        let server = start::serve(&config, listener, sources, api3_state)?;
+        info!(%addr, backend = storage.pools.backend.name(), "sgcache is listening");
         Ok(Daemon {
             addr,
-            pools,
-            cache,
-            writer,
-            cluster,
-            schema_loader_stats: loader_stats,
-            scanner_stats,
-            event_poller_stats,
-            verifier,
-            verifier_stats,
+            pools: storage.pools,
+            cache: storage.cache,
+            writer: storage.writer,
+            cluster: storage.cluster,
+            schema_loader_stats: leader.loader_stats,
+            scanner_stats: leader.scanner_stats,
+            event_poller_stats: leader.event_poller_stats,
+            verifier: local.verifier,
+            verifier_stats: local.verifier_stats,
             supervisor,
-            calibrator,
-            calibrator_stats,
-            server: Some(server),
-            handle,
-            election: Some(election),
-            schema_loader,
-            _instance_lock: instance_lock,
-            writer_arbiter,
+            calibrator: local.calibrator,
+            calibrator_stats: local.calibrator_stats,
+            server: Some(server.task),
+            handle: server.handle,
+            election: Some(leader.election),
+            schema_loader: leader.schema_loader,
+            _instance_lock: storage.instance_lock,
+            writer_arbiter: storage.writer_arbiter,
             request_stats,
-            write_back_stats,
+            write_back_stats: local.write_back_stats,
             shutdown_timeout: config.server.shutdown_timeout,
         })
     }
