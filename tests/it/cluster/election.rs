@@ -220,7 +220,12 @@ async fn of_two_elections_exactly_one_leads_and_the_other_takes_over_within_the_
         async move { stepped.then_some(()) }
     })
     .await;
-    assert!(elections[follower].1.running());
+    // The new leader publishes its role before it starts its duties: wait for them.
+    eventually(TIMEOUT, "the new leader runs its duties", || {
+        let running = elections[follower].1.running();
+        async move { running.then_some(()) }
+    })
+    .await;
     let record = elections[follower].0.leader().expect("recorded");
     assert_eq!(record.term, 2);
     assert_eq!(record.takeovers(), 1);
