@@ -113,7 +113,7 @@ async fn run_calibration(site: &MockSite, ctx: &Ctx, rules: &mut Rules) -> Run {
     };
     let local = Local {
         view: &view,
-        pools: &ctx.pools,
+        reader: &ctx.pools.reader,
         backend: ctx.pools.backend,
         now: sgcache::time::parse(NOW).unwrap(),
         projects: &[],
