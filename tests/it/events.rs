@@ -382,10 +382,12 @@ async fn out_of_order_events_are_applied_and_burnt_ids_declared_missing() {
             (cached_value(&daemon, "Shot", shots[0], "sg_cut_in").await == json!(8)).then_some(())
         })
         .await;
-        assert_eq!(
-            crate::support::json_of(daemon.event_poller_stats.snapshot())["open_gaps"],
-            1
-        );
+        // The page's stats are recorded just after its rows commit: wait for them.
+        eventually(Duration::from_secs(10), "the open gap counted", || async {
+            let stats = crate::support::json_of(daemon.event_poller_stats.snapshot());
+            (stats["open_gaps"] == 1).then_some(())
+        })
+        .await;
         assert_ne!(
             cached_value(&daemon, "Shot", shots[2], "sg_cut_in").await,
             json!(7)
