@@ -199,6 +199,24 @@ fn client_find(python: &Path, base_url: &str, runs: usize) -> (usize, f64, f64) 
     (n, secs[secs.len() / 2], secs[0])
 }
 
+/// wrk on a blocking thread: the daemon's actors and the PostgreSQL connections opened on this
+/// (the System's) thread must keep running during the load.
+async fn load(
+    url: &str,
+    body: Option<&str>,
+    range: (i64, i64),
+    conns: u32,
+    secs: u64,
+    dir: &Path,
+) -> wrk::WrkResult {
+    let (url, body, dir) = (url.to_owned(), body.map(str::to_owned), dir.to_owned());
+    actix_web::rt::task::spawn_blocking(move || {
+        wrk::run(&url, body.as_deref(), range, conns, secs, &dir)
+    })
+    .await
+    .expect("join wrk")
+}
+
 fn rss_mb() -> f64 {
     common::proc_status_kb("VmRSS").unwrap_or(0) as f64 / 1024.0
 }
@@ -344,8 +362,8 @@ async fn run_backend(
     }
 
     let rss0 = rss_mb();
-    let ping1 = wrk::run(&ping_url, None, (0, 0), 1, secs, dir.path());
-    let ping_n = wrk::run(&ping_url, None, (0, 0), CONNS, secs, dir.path());
+    let ping1 = load(&ping_url, None, (0, 0), 1, secs, dir.path()).await;
+    let ping_n = load(&ping_url, None, (0, 0), CONNS, secs, dir.path()).await;
 
     // Find by id.
     let span = shot_ids.1 - shot_ids.0 + 1;
@@ -356,8 +374,8 @@ async fn run_backend(
     })
     .await;
     let body = by_id(MARK);
-    let id1 = wrk::run(&api, Some(&body), shot_ids, 1, secs, dir.path());
-    let id_n = wrk::run(&api, Some(&body), shot_ids, CONNS, secs, dir.path());
+    let id1 = load(&api, Some(&body), shot_ids, 1, secs, dir.path()).await;
+    let id_n = load(&api, Some(&body), shot_ids, CONNS, secs, dir.path()).await;
     let rss1 = rss_mb();
 
     // 500-Task pages (random pages, as the client's paging loop asks them).
@@ -370,23 +388,25 @@ async fn run_backend(
         }
     })
     .await;
-    let ping_before_page = wrk::run(&ping_url, None, (0, 0), 1, secs.min(2), dir.path());
-    let page1 = wrk::run(
+    let ping_before_page = load(&ping_url, None, (0, 0), 1, secs.min(2), dir.path()).await;
+    let page1 = load(
         &api,
         Some(&page_body(MARK)),
         (1, pages),
         1,
         secs,
         dir.path(),
-    );
-    let page_n = wrk::run(
+    )
+    .await;
+    let page_n = load(
         &api,
         Some(&page_body(MARK)),
         (1, pages),
         CONNS,
         secs,
         dir.path(),
-    );
+    )
+    .await;
     let rss2 = rss_mb();
 
     // The official client's full paged find, against sgcache and against the mock site.

@@ -1,21 +1,28 @@
 //! Hand-written floors for the reads bench: the best SQL for the same answer on the raw driver
-//! (sqlx directly, its prepared-statement cache on, rows decoded by column index and borrowed),
-//! serialised straight to JSON bytes. Nothing of sgcache's query compiler is used here.
+//! (rusqlite on SQLite, on the calling thread; sqlx on PostgreSQL; prepared statements cached,
+//! rows decoded by column index and borrowed), serialised straight to JSON bytes. Nothing of
+//! sgcache is used here.
 //!
 //! * find by id: the row by primary key.
 //! * a page of Tasks: one SELECT with LEFT JOINs for the link names (a link whose target is
 //!   retired reads as `null`), and ONE batched query for the page's multi-entity rows
-//!   (`json_each(?)` on SQLite, `= ANY($1)` on PostgreSQL), merged by id; `has_next_page`
-//!   from `limit + 1` rows, no count (the client's paging loop asks without counts).
-use sea_orm::sqlx::{
-    self, ColumnIndex, Decode, PgPool, Row, SqlitePool, Type, postgres::PgPoolOptions,
-    sqlite::SqlitePoolOptions,
-};
+//!   (on SQLite selected by the page's ORDER BY/LIMIT and run first, so that each page row is
+//!   serialised while it is read; `= ANY($1)` with the page's ids on PostgreSQL), merged by id;
+//!   `has_next_page` from `limit + 1` rows, no count (the client's paging loop asks without
+//!   counts).
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+use sea_orm::sqlx::{self, ColumnIndex, Decode, PgPool, Row, Type, postgres::PgPoolOptions};
 use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer as _};
 
 /// A pool of the raw driver on the bench database.
 pub enum FloorDb {
-    Sqlite(SqlitePool),
+    /// The database file and idle connections (used on the calling thread).
+    Sqlite(String, Mutex<Vec<Connection>>),
     Postgres(PgPool),
 }
 
@@ -28,7 +35,7 @@ struct Link<'a> {
 }
 
 const SHOT_BY_ID_SQLITE: &str =
-    r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = ? AND "_active""#;
+    r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = ?1 AND "_active""#;
 const SHOT_BY_ID_PG: &str =
     r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = $1 AND "_active""#;
 
@@ -55,7 +62,7 @@ ORDER BY t."id" LIMIT "#
 const ASSIGNEES_SQLITE: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
 FROM "task_task_assignees" m
 JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
-WHERE m."parent_id" IN (SELECT value FROM json_each(?))
+WHERE m."parent_id" IN (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT ?1 OFFSET ?2)
 ORDER BY m."parent_id", m."position""#;
 const ASSIGNEES_PG: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
 FROM "task_task_assignees" m
@@ -207,13 +214,8 @@ where
 impl FloorDb {
     /// A pool of `max` connections on the bench database `url` (the daemon's URL form).
     pub async fn connect(url: &str, max: u32) -> FloorDb {
-        if url.starts_with("sqlite:") {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max)
-                .connect(url)
-                .await
-                .expect("floor: open SQLite");
-            FloorDb::Sqlite(pool)
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            FloorDb::Sqlite(path.to_owned(), Mutex::new(Vec::new()))
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(max)
@@ -228,14 +230,29 @@ impl FloorDb {
     pub async fn shot_by_id(&self, id: i64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         match self {
-            FloorDb::Sqlite(p) => {
-                let row = sqlx::query(SHOT_BY_ID_SQLITE)
-                    .bind(id)
-                    .fetch_optional(p)
-                    .await
-                    .expect("floor query");
-                encode_shot(row.as_ref(), &mut out)
-            }
+            FloorDb::Sqlite(path, idle) => with_sqlite(path, idle, |c| {
+                let mut stmt = c.prepare_cached(SHOT_BY_ID_SQLITE).expect("prepare");
+                let mut rows = stmt.query([id]).expect("floor query");
+                let row = rows.next().expect("step");
+                let entities: Vec<ShotOut<'_>> = row
+                    .map(|r| ShotOut {
+                        ty: "Shot",
+                        id: r.get(0).expect("id"),
+                        code: text(r, 1),
+                        sg_status_list: text(r, 2),
+                    })
+                    .into_iter()
+                    .collect();
+                let n = entities.len() as i64;
+                let results = Results {
+                    entities,
+                    paging_info: Paging {
+                        entity_count: Some(n),
+                        has_next_page: false,
+                    },
+                };
+                serde_json::to_writer(&mut out, &Envelope { results })
+            }),
             FloorDb::Postgres(p) => {
                 let row = sqlx::query(SHOT_BY_ID_PG)
                     .bind(id)
@@ -256,20 +273,8 @@ impl FloorDb {
         let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
         let mut out = Vec::with_capacity(limit * 512);
         match self {
-            FloorDb::Sqlite(p) => {
-                let rows = sqlx::query(concat!(task_page!(), "? OFFSET ?"))
-                    .bind(limit as i64 + 1)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await
-                    .expect("floor page");
-                let ids = ids_json(rows.iter().take(limit).map(|r| r.get::<i64, _>(0)));
-                let multi = sqlx::query(ASSIGNEES_SQLITE)
-                    .bind(ids)
-                    .fetch_all(p)
-                    .await
-                    .expect("floor multi");
-                encode_tasks(&rows, &multi, limit, &mut out)
+            FloorDb::Sqlite(path, idle) => {
+                with_sqlite(path, idle, |c| sqlite_tasks(c, limit, offset, &mut out))
             }
             FloorDb::Postgres(p) => {
                 let rows = sqlx::query(concat!(task_page!(), "$1 OFFSET $2"))
@@ -293,21 +298,104 @@ impl FloorDb {
 
     pub async fn close(self) {
         match self {
-            FloorDb::Sqlite(p) => p.close().await,
+            FloorDb::Sqlite(..) => {}
             FloorDb::Postgres(p) => p.close().await,
         }
     }
 }
 
-/// `[1,2,3]`.
-fn ids_json(ids: impl Iterator<Item = i64>) -> String {
-    let mut s = String::from("[");
-    for (i, id) in ids.enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&id.to_string());
+fn with_sqlite<R>(
+    path: &str,
+    idle: &Mutex<Vec<Connection>>,
+    f: impl FnOnce(&Connection) -> R,
+) -> R {
+    let pooled = idle.lock().expect("lock").pop();
+    let conn = pooled.unwrap_or_else(|| {
+        let c = Connection::open(path).expect("floor: open SQLite");
+        c.set_prepared_statement_cache_capacity(16);
+        c
+    });
+    let r = f(&conn);
+    idle.lock().expect("lock").push(conn);
+    r
+}
+
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Option<&'r str> {
+    row.get_ref(i)
+        .expect("column")
+        .as_str_or_null()
+        .expect("text")
+}
+
+fn sqlite_link<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Option<Link<'r>> {
+    Some(Link {
+        ty: text(row, i)?,
+        id: row.get::<_, Option<i64>>(i + 1).expect("id")?,
+        name: text(row, i + 2),
+    })
+}
+
+/// The page of Tasks on rusqlite: the assignees of the page first (owned, by Task id), then
+/// each page row serialised while it is the current row.
+fn sqlite_tasks(
+    c: &Connection,
+    limit: usize,
+    offset: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let mut assignees: HashMap<i64, Vec<(String, i64, Option<String>)>> = HashMap::new();
+    let mut stmt = c.prepare_cached(ASSIGNEES_SQLITE).expect("prepare");
+    let mut rows = stmt.query((limit as i64, offset)).expect("assignees");
+    while let Some(r) = rows.next().expect("step") {
+        assignees
+            .entry(r.get(0).expect("parent"))
+            .or_default()
+            .push((
+                r.get(1).expect("type"),
+                r.get(2).expect("id"),
+                r.get(3).expect("name"),
+            ));
     }
-    s.push(']');
-    s
+    let mut stmt = c
+        .prepare_cached(concat!(task_page!(), "?1 OFFSET ?2"))
+        .expect("prepare");
+    let mut rows = stmt.query((limit as i64 + 1, offset)).expect("page");
+    out.extend_from_slice(br#"{"results":{"entities":"#);
+    let mut ser = serde_json::Serializer::new(&mut *out);
+    let mut seq = ser.serialize_seq(None)?;
+    let mut n = 0;
+    let mut more = false;
+    while let Some(row) = rows.next().expect("step") {
+        if n == limit {
+            more = true;
+            break;
+        }
+        n += 1;
+        let id: i64 = row.get(0).expect("id");
+        let links = assignees.get(&id).map_or(&[][..], Vec::as_slice);
+        seq.serialize_element(&TaskOut {
+            ty: "Task",
+            id,
+            content: text(row, 1),
+            sg_status_list: text(row, 2),
+            entity: sqlite_link(row, 3),
+            project: sqlite_link(row, 6),
+            step: sqlite_link(row, 9),
+            task_assignees: links
+                .iter()
+                .map(|(ty, id, name)| Link {
+                    ty,
+                    id: *id,
+                    name: name.as_deref(),
+                })
+                .collect(),
+            start_date: text(row, 12),
+            due_date: text(row, 13),
+            duration: row.get(14).expect("duration"),
+            updated_at: text(row, 15),
+        })?;
+    }
+    seq.end()?;
+    write!(out, r#","paging_info":{{"has_next_page":{more}}}}}}}"#).expect("write");
+    Ok(())
 }

@@ -35,6 +35,9 @@ pub struct ReadRequest {
     pub include_archived_projects: bool,
     /// `additional_filter_presets` was present (and not null or empty).
     pub has_presets: bool,
+    /// `return_paging_info_without_counts: true` (the official client's paging loop): the
+    /// reply needs `has_next_page` only, no `entity_count`.
+    pub without_counts: bool,
 }
 
 fn err(msg: impl std::fmt::Display) -> ApiError {
@@ -114,6 +117,10 @@ impl ReadRequest {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(_) => true,
         };
+        let without_counts = obj
+            .get("return_paging_info_without_counts")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Ok(ReadRequest {
             entity_type,
             filters,
@@ -124,6 +131,7 @@ impl ReadRequest {
             return_only,
             include_archived_projects,
             has_presets,
+            without_counts,
         })
     }
 }

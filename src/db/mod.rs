@@ -75,6 +75,8 @@ pub struct Pools {
     pub backend: Backend,
     pub reader: DatabaseConnection,
     pub writer: DatabaseConnection,
+    /// On SQLite, the page reads' own connections (see [`reader::sqlite`]).
+    pub sqlite_reads: Option<std::sync::Arc<reader::sqlite::SqliteReads>>,
 }
 
 /// Connects both pools. For SQLite the file (and its directory) is created on first use, in
@@ -86,10 +88,20 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pools, StoreError> {
     }
     let reader = Database::connect(options(config, backend, config.max_connections)).await?;
     let writer = Database::connect(options(config, backend, 1)).await?;
+    let sqlite_reads = sqlite_file(&config.url)
+        .filter(|_| backend == Backend::Sqlite)
+        .map(|p| {
+            std::sync::Arc::new(reader::sqlite::SqliteReads::new(
+                p.into(),
+                config.busy_timeout,
+                config.max_connections as usize,
+            ))
+        });
     Ok(Pools {
         backend,
         reader,
         writer,
+        sqlite_reads,
     })
 }
 

@@ -155,10 +155,14 @@ impl std::fmt::Display for PassReason {
 pub struct CompiledRead {
     pub entity_type: String,
     pub dialect: Dialect,
-    /// The page: `_id`, `_total` (window count) and the return-field columns.
+    /// The page: `_id` and the return-field columns, `entities_per_page + 1` rows (the extra
+    /// row tells whether there is a next page).
     pub page: Sql,
-    /// `COUNT(*)` of all matching rows (used when the page is empty).
+    /// `COUNT(*)` of all matching rows, run when counts are asked for and the page does not
+    /// tell them.
     pub count: Sql,
+    /// `entity_count` is part of the reply (not asked `return_paging_info_without_counts`).
+    pub counts: bool,
     pub fields: Vec<OutField>,
     pub entities_per_page: u32,
     pub current_page: u32,

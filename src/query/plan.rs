@@ -165,6 +165,7 @@ fn decide(
             dialect: backend.into(),
             page: b.page,
             count: b.count,
+            counts: !req.without_counts,
             fields: b.fields,
             entities_per_page: req.entities_per_page,
             current_page: req.current_page,
@@ -420,7 +421,7 @@ mod tests {
         let c = local(args.clone());
         let (sqlite, values) = c.page.render(Dialect::Sqlite);
         let expected = concat!(
-            "SELECT p.\"_id\" AS \"_id\", p.\"_total\" AS \"_total\", t0.\"code\" AS \"c0\", CASE WHEN ",
+            "SELECT p.\"_id\" AS \"_id\", t0.\"code\" AS \"c0\", CASE WHEN ",
             "COALESCE((t0.\"sg_sequence__type\" = ? AND EXISTS (SELECT 1 FROM \"sequence\" n2 WHERE ",
             "n2.\"id\" = t0.\"sg_sequence__id\" AND n2.\"_active\" = ?)), FALSE) THEN ",
             "t0.\"sg_sequence__type\" END AS \"c1_t\", CASE WHEN COALESCE((t0.\"sg_sequence__type\" = ? ",
@@ -428,12 +429,12 @@ mod tests {
             "n3.\"_active\" = ?)), FALSE) THEN t0.\"sg_sequence__id\" END AS \"c1_i\", CASE WHEN ",
             "t0.\"sg_sequence__type\" = ? THEN (SELECT n4.\"code\" FROM \"sequence\" n4 WHERE n4.\"id\" = ",
             "t0.\"sg_sequence__id\" AND n4.\"_active\" = ?) ELSE CAST(NULL AS TEXT) END AS \"c1_n\" FROM ",
-            "(SELECT t0.\"id\" AS \"_id\", COUNT(*) OVER () AS \"_total\", t0.\"sg_cut_in\" AS \"s0\" FROM ",
+            "(SELECT t0.\"id\" AS \"_id\", t0.\"sg_cut_in\" AS \"s0\" FROM ",
             "\"shot\" t0 WHERE t0.\"_active\" = ? AND ((LOWER(t0.\"code\") LIKE LOWER(?) ESCAPE '\\') AND ",
             "(NOT COALESCE((COALESCE((t0.\"sg_sequence__type\" = ? AND EXISTS (SELECT 1 FROM ",
             "\"sequence\" n1 WHERE n1.\"id\" = t0.\"sg_sequence__id\" AND n1.\"_active\" = ?)), FALSE) AND ",
             "(t0.\"sg_sequence__type\" = ? AND t0.\"sg_sequence__id\" = ?)), FALSE))) ORDER BY ",
-            "t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT ? OFFSET ?) p JOIN \"shot\" t0 ON ",
+            "t0.\"sg_cut_in\" DESC NULLS LAST, t0.\"id\" ASC LIMIT 11 OFFSET 10) p JOIN \"shot\" t0 ON ",
             "t0.\"id\" = p.\"_id\" ORDER BY p.\"s0\" DESC NULLS LAST, p.\"_id\" ASC",
         );
         assert_eq!(sqlite, expected);
@@ -454,8 +455,6 @@ mod tests {
                 sea_orm::Value::from(true),
                 sea_orm::Value::from("Sequence"),
                 sea_orm::Value::from(3i64),
-                sea_orm::Value::from(10i64),
-                sea_orm::Value::from(10i64),
             ]
         );
         let (cached, site, complete) = setup();

@@ -1,10 +1,11 @@
 //! Return fields, sorts and paging → the page SELECT and the COUNT.
 //!
-//! The page is one statement in two levels: an inner query filters, counts
-//! (`COUNT(*) OVER ()`, so the total and the page come from one snapshot), orders and cuts the
-//! page (ids and sort keys only); the outer query joins those ids back to the table and
-//! computes the return fields (link names, multi-entity lists, deep fields) for the page rows
-//! only, keeping the inner order. The separate COUNT is used only when the page is empty.
+//! The page is one statement in two levels: an inner query filters, orders and cuts the page
+//! plus one row (ids and sort keys only; the extra row tells whether there is a next page); the
+//! outer query joins those ids back to the table and computes the return fields (link names,
+//! multi-entity lists, deep fields) for the page rows only, keeping the inner order. Nothing
+//! counts the whole result in the page statement: the separate `COUNT(*)` runs only when the
+//! client asks for counts and the page does not tell them (see `crate::db::reader::page`).
 //!
 //! Row order: the requested sorts, then `id` ascending. NULLs sort where the site puts them
 //! (calibrated, `NULLS FIRST`/`NULLS LAST` spelled out on both backends). Case-insensitive text
@@ -20,7 +21,7 @@ use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
 
 /// The alias of the queried table.
 pub const ROOT: &str = "t0";
-/// Column alias of the window count.
+/// Column alias of the count in the `COUNT(*)` statement.
 pub const TOTAL: &str = "_total";
 /// Column alias of the row id.
 pub const ID: &str = "_id";
@@ -284,13 +285,9 @@ pub fn build(
 
     let limit = i64::from(req.entities_per_page);
     let offset = i64::from(req.current_page.saturating_sub(1)) * limit;
-    // The inner query picks the page (ids, window count, sort keys); the outer one computes
+    // The inner query picks the page and one more row (ids, sort keys); the outer one computes
     // the return fields for those rows only.
-    let mut inner = Sql::raw(format!(
-        "SELECT {ROOT}.\"id\" AS {}, COUNT(*) OVER () AS {}",
-        ident(ID),
-        ident(TOTAL)
-    ));
+    let mut inner = Sql::raw(format!("SELECT {ROOT}.\"id\" AS {}", ident(ID)));
     for (i, (e, _, _)) in order.iter().enumerate() {
         inner = inner
             .text(", ")
@@ -301,16 +298,13 @@ pub fn build(
     for (e, dir, _) in &order {
         inner = inner.push(e.clone()).text(format!("{dir}, "));
     }
-    let inner = inner
-        .text(format!("{ROOT}.\"id\" ASC LIMIT "))
-        .bind(limit)
-        .text(" OFFSET ")
-        .bind(offset);
-    let mut page = Sql::raw(format!(
-        "SELECT p.{id} AS {id}, p.{total} AS {total}",
-        id = ident(ID),
-        total = ident(TOTAL)
+    // LIMIT and OFFSET are literals: SQLite plans an ORDER BY ... LIMIT with the bound value,
+    // so a bound LIMIT makes every cached statement re-prepare on its next use.
+    let inner = inner.text(format!(
+        "{ROOT}.\"id\" ASC LIMIT {} OFFSET {offset}",
+        limit + 1
     ));
+    let mut page = Sql::raw(format!("SELECT p.{id} AS {id}", id = ident(ID)));
     for s in select {
         page = page.text(", ").push(s);
     }

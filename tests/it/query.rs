@@ -218,7 +218,7 @@ async fn read(ctx: &Ctx, args: Value) -> Value {
     let Decision::Local(compiled) = decision else {
         panic!("{args}: passed through: {decision:?}");
     };
-    execute(&compiled, &ctx.pools.reader)
+    execute(&compiled, &ctx.pools)
         .await
         .unwrap_or_else(|e| panic!("{args}: {e}\n{:?}", compiled.page.render(compiled.dialect)))
 }
@@ -909,6 +909,61 @@ async fn filters_sorts_paging_and_encodings() {
                 "{backend} page {per_page}x{page}"
             );
         }
+        // Paging without counts (the client's paging loop): `limit + 1` rows decide
+        // has_next_page exactly at every boundary, and no entity_count is given.
+        for (per_page, page, want, next) in [
+            (1, 4, vec![103], true),
+            (1, 5, vec![104], false),
+            (1, 6, vec![], false),
+            (5, 1, vec![100, 101, 102, 103, 104], false),
+            (5, 2, vec![], false),
+            (4, 1, vec![100, 101, 102, 103], true),
+            (4, 2, vec![104], false),
+            (6, 1, vec![100, 101, 102, 103, 104], false),
+        ] {
+            for counts in [false, true] {
+                let r = read(
+                    &ctx,
+                    json!({"type": "Shot",
+                    "paging": {"entities_per_page": per_page, "current_page": page},
+                    "return_paging_info_without_counts": !counts}),
+                )
+                .await;
+                let what = format!("{backend} page {per_page}x{page} counts {counts}");
+                assert_eq!(ids(&r), want, "{what}");
+                let paging = if counts {
+                    json!({"entity_count": 5, "has_next_page": next})
+                } else {
+                    json!({"has_next_page": next})
+                };
+                assert_eq!(r["paging_info"], paging, "{what}");
+            }
+        }
+        // The same with a filter and a descending sort: 3 matching rows, 101 and 103 tie.
+        for (per_page, page, want, next) in [
+            (1, 2, vec![103], true),
+            (1, 3, vec![100], false),
+            (2, 1, vec![101, 103], true),
+            (2, 2, vec![100], false),
+            (3, 1, vec![101, 103, 100], false),
+            (3, 2, vec![], false),
+        ] {
+            for counts in [false, true] {
+                let r = read(
+                    &ctx,
+                    json!({"type": "Shot", "filters": [["sg_cut_in", "greater_than", 7]],
+                    "sorts": [{"field_name": "sg_cut_in", "direction": "desc"}],
+                    "paging": {"entities_per_page": per_page, "current_page": page},
+                    "return_paging_info_without_counts": !counts}),
+                )
+                .await;
+                let what = format!("{backend} filtered page {per_page}x{page} counts {counts}");
+                assert_eq!(ids(&r), want, "{what}");
+                assert_eq!(r["paging_info"]["has_next_page"], json!(next), "{what}");
+                let count = r["paging_info"].get("entity_count");
+                assert_eq!(count, counts.then_some(&json!(3)), "{what}");
+            }
+        }
         let r = read(&ctx, json!({"type": "Shot", "filters": [["code", "is", "nope"]], "paging": {"entities_per_page": 2, "current_page": 3}})).await;
         assert_eq!(
             r,
@@ -1044,7 +1099,7 @@ async fn filters_sorts_paging_and_encodings() {
             panic!("expected local");
         };
         assert_eq!(
-            ids(&execute(&c, &ctx.pools.reader).await.unwrap()),
+            ids(&execute(&c, &ctx.pools).await.unwrap()),
             [100, 101, 102, 103]
         );
         let req = ReadRequest::parse(&json!({"type": "Shot", "return_fields": ["image"]})).unwrap();
@@ -1686,7 +1741,7 @@ pub(crate) async fn run_differential(
         match (mine, theirs) {
             (Ok(Decision::Local(c)), Ok(expected)) => {
                 d.compared += 1;
-                let got = execute(&c, &ctx.pools.reader)
+                let got = execute(&c, &ctx.pools)
                     .await
                     .unwrap_or_else(|e| panic!("{args}: {e}"));
                 if got != expected {

@@ -1,11 +1,71 @@
 //! Result rows → the site's JSON, decoded by field kind so both backends give identical output.
-use sea_orm::{DbErr, QueryResult};
-use serde_json::{Map, Value as Json, json};
+//!
+//! Rows are read by column index on either driver ([`Cells`]: rusqlite on SQLite, SeaORM's
+//! rows on PostgreSQL); the indexes are resolved from the column names once per result
+//! ([`Layout`]), not per row.
+use sea_orm::{DbErr, QueryResult, TryGetable};
+use serde_json::{Map, Value as Json};
 
 use crate::query::select::{Decode, ID, OutField};
 use crate::schema::FieldKind;
 
-pub(super) fn get<T: sea_orm::TryGetable>(
+/// One result row, read by column index.
+pub trait Cells {
+    fn int(&self, i: usize) -> Result<Option<i64>, DbErr>;
+    /// A float; SQLite may hand back an integral REAL as an integer.
+    fn float(&self, i: usize) -> Result<Option<f64>, DbErr>;
+    /// A boolean stored as a boolean (PostgreSQL) or an integer (SQLite).
+    fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr>;
+    fn text(&self, i: usize) -> Result<Option<String>, DbErr>;
+    /// A JSON aggregate: real JSON on PostgreSQL, text on SQLite.
+    fn json(&self, i: usize) -> Result<Option<Json>, DbErr>;
+}
+
+fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("column {i}: {e}"))
+}
+
+fn parse_json(i: usize, s: &str) -> Result<Json, DbErr> {
+    serde_json::from_str(s).map_err(|e| column_err(i, e))
+}
+
+impl Cells for QueryResult {
+    fn int(&self, i: usize) -> Result<Option<i64>, DbErr> {
+        get(self, i)
+    }
+    fn float(&self, i: usize) -> Result<Option<f64>, DbErr> {
+        match get::<f64>(self, i) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(get::<i64>(self, i)?.map(|v| v as f64)),
+        }
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
+        match get::<bool>(self, i) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(get::<i64>(self, i)?.map(|v| v != 0)),
+        }
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
+        get(self, i)
+    }
+    fn json(&self, i: usize) -> Result<Option<Json>, DbErr> {
+        match get::<Json>(self, i) {
+            Ok(Some(Json::String(s))) => parse_json(i, &s).map(Some),
+            Ok(v) => Ok(v),
+            Err(_) => get::<String>(self, i)?
+                .map(|s| parse_json(i, &s))
+                .transpose(),
+        }
+    }
+}
+
+fn get<T: TryGetable>(row: &QueryResult, i: usize) -> Result<Option<T>, DbErr> {
+    row.try_get_by_index::<Option<T>>(i)
+        .map_err(|e| column_err(i, e))
+}
+
+/// A column by name (the row reads of [`super::rows`] and [`super::sizes`]).
+pub(super) fn get_named<T: TryGetable>(
     row: &QueryResult,
     column: &str,
 ) -> Result<Option<T>, DbErr> {
@@ -13,51 +73,153 @@ pub(super) fn get<T: sea_orm::TryGetable>(
         .map_err(|e| DbErr::Custom(format!("column {column}: {e}")))
 }
 
-/// A boolean stored as a boolean (PostgreSQL) or an integer (SQLite).
-fn get_bool(row: &QueryResult, column: &str) -> Result<Option<bool>, DbErr> {
-    match row.try_get::<Option<bool>>("", column) {
-        Ok(v) => Ok(v),
-        Err(_) => Ok(get::<i64>(row, column)?.map(|i| i != 0)),
+/// One scalar column of kind `kind`, by name (the row reads of [`super::rows`]).
+pub(super) fn scalar_named(
+    row: &QueryResult,
+    kind: FieldKind,
+    column: &str,
+) -> Result<Json, DbErr> {
+    let i = row
+        .column_names()
+        .iter()
+        .position(|n| n == column)
+        .ok_or_else(|| DbErr::Custom(format!("no column {column} in the result")))?;
+    scalar(row, kind, i)
+}
+
+impl Cells for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>, DbErr> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(i).map_err(|e| column_err(i, e))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(v) => Ok(Some(v)),
+            other => Err(column_err(
+                i,
+                format!("expected an integer, got {:?}", other.data_type()),
+            )),
+        }
+    }
+    fn float(&self, i: usize) -> Result<Option<f64>, DbErr> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(i).map_err(|e| column_err(i, e))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Real(v) => Ok(Some(v)),
+            ValueRef::Integer(v) => Ok(Some(v as f64)),
+            other => Err(column_err(
+                i,
+                format!("expected a float, got {:?}", other.data_type()),
+            )),
+        }
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
+        Ok(self.int(i)?.map(|v| v != 0))
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(i).map_err(|e| column_err(i, e))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(b) => std::str::from_utf8(b)
+                .map(|s| Some(s.to_owned()))
+                .map_err(|e| column_err(i, e)),
+            other => Err(column_err(
+                i,
+                format!("expected text, got {:?}", other.data_type()),
+            )),
+        }
+    }
+    fn json(&self, i: usize) -> Result<Option<Json>, DbErr> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(i).map_err(|e| column_err(i, e))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(b) => serde_json::from_slice(b)
+                .map(Some)
+                .map_err(|e| column_err(i, e)),
+            other => Err(column_err(
+                i,
+                format!("expected JSON text, got {:?}", other.data_type()),
+            )),
+        }
     }
 }
 
-/// A JSON aggregate: real JSON on PostgreSQL, text on SQLite.
-fn get_json(row: &QueryResult, column: &str) -> Result<Json, DbErr> {
-    let parse = |s: &str| {
-        serde_json::from_str::<Json>(s).map_err(|e| DbErr::Custom(format!("column {column}: {e}")))
-    };
-    match row.try_get::<Option<Json>>("", column) {
-        Ok(Some(Json::String(s))) => parse(&s),
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Ok(Json::Array(vec![])),
-        Err(_) => match get::<String>(row, column)? {
-            Some(s) => parse(&s),
-            None => Ok(Json::Array(vec![])),
-        },
+/// Where one return field is in the row.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    Scalar(FieldKind, usize),
+    Link { ty: usize, id: usize, name: usize },
+    Multi(usize),
+}
+
+/// The column indexes of a result, resolved once from its column names.
+#[derive(Debug)]
+pub struct Layout {
+    id: usize,
+    fields: Vec<At>,
+}
+
+impl Layout {
+    /// `names`: the result's column names in order.
+    pub fn new<S: AsRef<str>>(names: &[S], fields: &[OutField]) -> Result<Layout, DbErr> {
+        let at = |column: &str| {
+            names
+                .iter()
+                .position(|n| n.as_ref() == column)
+                .ok_or_else(|| DbErr::Custom(format!("no column {column} in the result")))
+        };
+        let fields = fields
+            .iter()
+            .map(|f| {
+                Ok(match &f.decode {
+                    Decode::Scalar { kind, column } => At::Scalar(*kind, at(column)?),
+                    Decode::Link {
+                        type_column,
+                        id_column,
+                        name_column,
+                    } => At::Link {
+                        ty: at(type_column)?,
+                        id: at(id_column)?,
+                        name: at(name_column)?,
+                    },
+                    Decode::Multi { column } => At::Multi(at(column)?),
+                })
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        Ok(Layout {
+            id: at(ID)?,
+            fields,
+        })
+    }
+
+    /// The row's id.
+    pub fn id<C: Cells>(&self, row: &C) -> Result<Option<i64>, DbErr> {
+        row.int(self.id)
     }
 }
 
 /// One scalar column of kind `kind` (the single place that decodes a column by field kind).
-pub(super) fn scalar(row: &QueryResult, kind: FieldKind, column: &str) -> Result<Json, DbErr> {
+fn scalar<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Json, DbErr> {
     Ok(match kind {
         FieldKind::Number | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode => {
-            get::<i64>(row, column)?.map_or(Json::Null, Json::from)
+            row.int(i)?.map_or(Json::Null, Json::from)
         }
-        FieldKind::Float | FieldKind::Currency => match get::<f64>(row, column) {
-            Ok(v) => v.map_or(Json::Null, Json::from),
-            // SQLite may hand back an integral REAL as an integer.
-            Err(_) => get::<i64>(row, column)?.map_or(Json::Null, |i| Json::from(i as f64)),
-        },
+        FieldKind::Float | FieldKind::Currency => row.float(i)?.map_or(Json::Null, Json::from),
         // NULL only through a deep path whose link is null.
-        FieldKind::Checkbox => get_bool(row, column)?.map_or(Json::Null, Json::Bool),
+        FieldKind::Checkbox => row.boolean(i)?.map_or(Json::Null, Json::Bool),
         // Text kinds, dates (YYYY-MM-DD) and date-times (stored in the wire form).
-        _ => get::<String>(row, column)?.map_or(Json::Null, Json::String),
+        _ => row.text(i)?.map_or(Json::Null, Json::String),
     })
 }
 
-fn link(ty: Option<String>, id: Option<i64>, name: Json) -> Json {
+/// `{type, id, name}`, or null when the type or id is null.
+pub fn link(ty: Option<String>, id: Option<i64>, name: Json) -> Json {
     match (ty, id) {
-        (Some(t), Some(i)) => json!({"type": t, "id": i, "name": name}),
+        (Some(t), Some(i)) => {
+            let mut m = Map::with_capacity(3);
+            m.insert("type".into(), Json::String(t));
+            m.insert("id".into(), Json::from(i));
+            m.insert("name".into(), name);
+            Json::Object(m)
+        }
         _ => Json::Null,
     }
 }
@@ -82,26 +244,24 @@ fn multi(v: Json) -> Json {
 }
 
 /// One output entity: `type`, `id`, then the return fields in request order.
-pub fn entity(row: &QueryResult, entity_type: &str, fields: &[OutField]) -> Result<Json, DbErr> {
-    let mut out = Map::new();
+pub fn entity<C: Cells>(
+    row: &C,
+    layout: &Layout,
+    entity_type: &str,
+    fields: &[OutField],
+) -> Result<Json, DbErr> {
+    let mut out = Map::with_capacity(fields.len() + 2);
     out.insert("type".into(), Json::String(entity_type.to_owned()));
-    out.insert(
-        "id".into(),
-        get::<i64>(row, ID)?.map_or(Json::Null, Json::from),
-    );
-    for f in fields {
-        let v = match &f.decode {
-            Decode::Scalar { kind, column } => scalar(row, *kind, column)?,
-            Decode::Link {
-                type_column,
-                id_column,
-                name_column,
-            } => link(
-                get::<String>(row, type_column)?,
-                get::<i64>(row, id_column)?,
-                get::<String>(row, name_column)?.map_or(Json::Null, Json::String),
+    out.insert("id".into(), layout.id(row)?.map_or(Json::Null, Json::from));
+    for (f, at) in fields.iter().zip(&layout.fields) {
+        let v = match *at {
+            At::Scalar(kind, i) => scalar(row, kind, i)?,
+            At::Link { ty, id, name } => link(
+                row.text(ty)?,
+                row.int(id)?,
+                row.text(name)?.map_or(Json::Null, Json::String),
             ),
-            Decode::Multi { column } => multi(get_json(row, column)?),
+            At::Multi(i) => multi(row.json(i)?.unwrap_or(Json::Array(vec![]))),
         };
         out.insert(f.key.clone(), v);
     }
@@ -111,6 +271,7 @@ pub fn entity(row: &QueryResult, entity_type: &str, fields: &[OutField]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn multi_sorts_by_position() {

@@ -3,10 +3,11 @@
 //! [`page::execute`] runs a read compiled by [`crate::query`]; [`rows`] holds the other row
 //! reads (stored links, active ids, whole rows for the verifier); [`sizes`] counts rows and
 //! bytes. [`decode`] is the one decoder: columns back to the site's JSON by field kind, so
-//! both backends give identical output.
+//! both backends give identical output. On SQLite the page reads run on rusqlite ([`sqlite`]).
 pub mod decode;
 pub mod page;
 pub mod rows;
 pub mod sizes;
+pub mod sqlite;
 
 pub use page::execute;

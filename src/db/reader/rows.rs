@@ -44,8 +44,8 @@ pub async fn stored_links(
             ColumnLayout::Scalar { .. } => continue,
         };
         for row in db.query_all(&select).await? {
-            let t = decode::get::<String>(&row, "t")?;
-            let i = decode::get::<i64>(&row, "i")?;
+            let t = decode::get_named::<String>(&row, "t")?;
+            let i = decode::get_named::<i64>(&row, "i")?;
             if let (Some(t), Some(i)) = (t, i) {
                 links.push((t, i));
             }
@@ -66,7 +66,7 @@ pub async fn active_ids(
         .to_owned();
     let mut ids = BTreeSet::new();
     for row in db.query_all(&select).await? {
-        ids.extend(decode::get::<i64>(&row, "id")?);
+        ids.extend(decode::get_named::<i64>(&row, "id")?);
     }
     Ok(ids)
 }
@@ -85,7 +85,7 @@ pub async fn random_ids(
     let statement = Statement::from_string(db.get_database_backend(), sql);
     let mut ids = Vec::new();
     for row in db.query_all_raw(statement).await? {
-        ids.extend(decode::get::<i64>(&row, "id")?);
+        ids.extend(decode::get_named::<i64>(&row, "id")?);
     }
     ids.sort_unstable();
     Ok(ids)
@@ -107,20 +107,22 @@ pub async fn cached_rows(
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()))
         .to_owned();
     for row in db.query_all(&select).await? {
-        let Some(id) = decode::get::<i64>(&row, "id")? else {
+        let Some(id) = decode::get_named::<i64>(&row, "id")? else {
             continue;
         };
         let mut fields = CachedRow::new();
-        let active = decode::scalar(&row, crate::schema::FieldKind::Checkbox, "_active")?;
+        let active = decode::scalar_named(&row, crate::schema::FieldKind::Checkbox, "_active")?;
         fields.insert("_active".to_owned(), active);
         for field in entity.fields.values() {
             let value = match &field.layout {
-                ColumnLayout::Scalar { column, .. } => decode::scalar(&row, field.kind, column)?,
+                ColumnLayout::Scalar { column, .. } => {
+                    decode::scalar_named(&row, field.kind, column)?
+                }
                 ColumnLayout::Entity {
                     type_column,
                     id_column,
-                } => match decode::get::<String>(&row, type_column)? {
-                    Some(t) => json!({"type": t, "id": decode::get::<i64>(&row, id_column)?}),
+                } => match decode::get_named::<String>(&row, type_column)? {
+                    Some(t) => json!({"type": t, "id": decode::get_named::<i64>(&row, id_column)?}),
                     None => Json::Null,
                 },
                 ColumnLayout::MultiEntity { .. } => Json::Array(Vec::new()),
@@ -145,9 +147,9 @@ pub async fn cached_rows(
             .order_by(Alias::new("position"), Order::Asc)
             .to_owned();
         for link in db.query_all(&select).await? {
-            let parent = decode::get::<i64>(&link, "parent_id")?;
-            let t = decode::get::<String>(&link, "child_type")?;
-            let i = decode::get::<i64>(&link, "child_id")?;
+            let parent = decode::get_named::<i64>(&link, "parent_id")?;
+            let t = decode::get_named::<String>(&link, "child_type")?;
+            let i = decode::get_named::<i64>(&link, "child_id")?;
             if let Some(Json::Array(list)) = parent
                 .and_then(|p| out.get_mut(&p))
                 .and_then(|r| r.get_mut(&field.name))

@@ -18,7 +18,7 @@ pub async fn table_rows(pools: &Pools, table: &str) -> Result<(u64, u64), DbErr>
         .await?;
     let count = |column| -> Result<u64, DbErr> {
         Ok(match &row {
-            Some(r) => decode::get::<i64>(r, column)?.unwrap_or(0).max(0) as u64,
+            Some(r) => decode::get_named::<i64>(r, column)?.unwrap_or(0).max(0) as u64,
             None => 0,
         })
     };
@@ -38,7 +38,7 @@ pub async fn database_bytes(pools: &Pools) -> Result<Option<u64>, DbErr> {
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?;
     Ok(match row {
-        Some(r) => decode::get::<i64>(&r, "bytes")?.map(|b| b.max(0) as u64),
+        Some(r) => decode::get_named::<i64>(&r, "bytes")?.map(|b| b.max(0) as u64),
         None => None,
     })
 }

@@ -54,7 +54,7 @@ pub(super) async fn read(ctx: &RequestContext) -> HttpResponse {
 async fn local_read(ctx: &RequestContext, args: &Json, compiled: &CompiledRead) -> HttpResponse {
     let entity_type = compiled.entity_type.as_str();
     let answered_at = chrono::Utc::now();
-    match crate::db::reader::execute(compiled, &ctx.state.pools.reader).await {
+    match crate::db::reader::execute(compiled, &ctx.state.pools).await {
         Ok(value) => {
             // A copy for the verifier: never waits (a full queue drops it).
             if let Some(verifier) = &ctx.state.verifier
