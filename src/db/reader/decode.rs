@@ -17,16 +17,20 @@ pub trait Cells {
     /// A boolean stored as a boolean (PostgreSQL) or an integer (SQLite).
     fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr>;
     fn text(&self, i: usize) -> Result<Option<String>, DbErr>;
-    /// A JSON aggregate: real JSON on PostgreSQL, text on SQLite.
-    fn json(&self, i: usize) -> Result<Option<Json>, DbErr>;
+    /// A multi-entity aggregate `[[position, type, id, name], ...]`: real JSON on
+    /// PostgreSQL, text on SQLite (parsed straight into tuples); NULL is no elements.
+    fn elements(&self, i: usize) -> Result<Elements, DbErr>;
 }
+
+/// `(position, type, id, name)` of each link of a multi-entity aggregate.
+pub type Elements = Vec<(i64, String, i64, Option<String>)>;
 
 fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("column {i}: {e}"))
 }
 
-fn parse_json(i: usize, s: &str) -> Result<Json, DbErr> {
-    serde_json::from_str(s).map_err(|e| column_err(i, e))
+fn parse_elements(i: usize, s: &[u8]) -> Result<Elements, DbErr> {
+    serde_json::from_slice(s).map_err(|e| column_err(i, e))
 }
 
 impl Cells for QueryResult {
@@ -48,13 +52,14 @@ impl Cells for QueryResult {
     fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
         get(self, i)
     }
-    fn json(&self, i: usize) -> Result<Option<Json>, DbErr> {
+    fn elements(&self, i: usize) -> Result<Elements, DbErr> {
         match get::<Json>(self, i) {
-            Ok(Some(Json::String(s))) => parse_json(i, &s).map(Some),
-            Ok(v) => Ok(v),
-            Err(_) => get::<String>(self, i)?
-                .map(|s| parse_json(i, &s))
-                .transpose(),
+            Ok(Some(Json::String(s))) => parse_elements(i, s.as_bytes()),
+            Ok(Some(v)) => serde_json::from_value(v).map_err(|e| column_err(i, e)),
+            Ok(None) => Ok(Vec::new()),
+            Err(_) => {
+                get::<String>(self, i)?.map_or(Ok(Vec::new()), |s| parse_elements(i, s.as_bytes()))
+            }
         }
     }
 }
@@ -127,13 +132,11 @@ impl Cells for rusqlite::Row<'_> {
             )),
         }
     }
-    fn json(&self, i: usize) -> Result<Option<Json>, DbErr> {
+    fn elements(&self, i: usize) -> Result<Elements, DbErr> {
         use rusqlite::types::ValueRef;
         match self.get_ref(i).map_err(|e| column_err(i, e))? {
-            ValueRef::Null => Ok(None),
-            ValueRef::Text(b) => serde_json::from_slice(b)
-                .map(Some)
-                .map_err(|e| column_err(i, e)),
+            ValueRef::Null => Ok(Vec::new()),
+            ValueRef::Text(b) => parse_elements(i, b),
             other => Err(column_err(
                 i,
                 format!("expected JSON text, got {:?}", other.data_type()),
@@ -224,23 +227,17 @@ pub fn link(ty: Option<String>, id: Option<i64>, name: Json) -> Json {
     }
 }
 
-/// `[[position, type, id, name], ...]` → links in position order.
-fn multi(v: Json) -> Json {
-    let mut items: Vec<(i64, Json)> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let a = e.as_array()?;
-            let pos = a.first()?.as_i64()?;
-            let ty = a.get(1)?.as_str()?.to_owned();
-            let id = a.get(2)?.as_i64()?;
-            let name = a.get(3).cloned().unwrap_or(Json::Null);
-            Some((pos, link(Some(ty), Some(id), name)))
-        })
-        .collect();
-    items.sort_by_key(|(p, _)| *p);
-    Json::Array(items.into_iter().map(|(_, l)| l).collect())
+/// The elements of a multi-entity aggregate → links in position order.
+fn multi(mut items: Elements) -> Json {
+    items.sort_by_key(|e| e.0);
+    Json::Array(
+        items
+            .into_iter()
+            .map(|(_, ty, id, name)| {
+                link(Some(ty), Some(id), name.map_or(Json::Null, Json::String))
+            })
+            .collect(),
+    )
 }
 
 /// One output entity: `type`, `id`, then the return fields in request order.
@@ -261,7 +258,7 @@ pub fn entity<C: Cells>(
                 row.int(id)?,
                 row.text(name)?.map_or(Json::Null, Json::String),
             ),
-            At::Multi(i) => multi(row.json(i)?.unwrap_or(Json::Array(vec![]))),
+            At::Multi(i) => multi(row.elements(i)?),
         };
         out.insert(f.key.clone(), v);
     }
@@ -275,11 +272,11 @@ mod tests {
 
     #[test]
     fn multi_sorts_by_position() {
-        let v = json!([
-            [2, "Asset", 5, "b"],
-            [0, "Asset", 9, null],
-            [1, "Shot", 1, "s"]
-        ]);
+        let v = parse_elements(
+            0,
+            br#"[[2, "Asset", 5, "b"], [0, "Asset", 9, null], [1, "Shot", 1, "s"]]"#,
+        )
+        .unwrap();
         assert_eq!(
             multi(v),
             json!([
@@ -288,6 +285,7 @@ mod tests {
                 {"type": "Asset", "id": 5, "name": "b"}
             ])
         );
-        assert_eq!(multi(json!([])), json!([]));
+        assert_eq!(multi(Vec::new()), json!([]));
+        assert!(parse_elements(0, b"[[1, 2]]").is_err());
     }
 }
