@@ -113,7 +113,7 @@ async fn run_calibration(site: &MockSite, ctx: &Ctx, rules: &mut Rules) -> Run {
     };
     let local = Local {
         view: &view,
-        reader: &ctx.pools.reader,
+        pools: &ctx.pools,
         backend: ctx.pools.backend,
         now: sgcache::time::parse(NOW).unwrap(),
         projects: &[],

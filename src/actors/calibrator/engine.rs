@@ -3,8 +3,8 @@
 //! tells the remaining candidates apart; candidates that disagree with the site are dropped.
 use std::collections::BTreeSet;
 
+use crate::db::Pools;
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
 use serde_json::Value as Json;
 
 use crate::api3::read::ReadRequest;
@@ -43,10 +43,10 @@ impl Answer {
     }
 }
 
-/// The cache's side: the shared view, the reader pool and the clock the site reads with.
+/// The cache's side: the shared view, the pools and the clock the site reads with.
 pub struct Local<'a> {
     pub view: &'a CacheView,
-    pub reader: &'a DatabaseConnection,
+    pub pools: &'a Pools,
     pub backend: Backend,
     pub now: DateTime<Utc>,
     /// `scanner.projects`: probes on types with a `project` field are restricted to them.
@@ -73,7 +73,7 @@ impl Local<'_> {
     /// passed through (or fails).
     pub async fn read(&self, args: &Json, rules: &Rules) -> Option<Json> {
         match self.plan(args, rules)? {
-            Decision::Local(compiled) => execute(&compiled, self.reader).await.ok(),
+            Decision::Local(compiled) => execute(&compiled, self.pools).await.ok(),
             Decision::PassThrough(_) => None,
         }
     }
@@ -94,7 +94,7 @@ impl Local<'_> {
     async fn answer(&self, args: &Json, rules: &Rules, candidate: RuleValue) -> Option<Answer> {
         let rules = rules.with(candidate);
         match self.plan(args, &rules)? {
-            Decision::Local(compiled) => Answer::of(&execute(&compiled, self.reader).await.ok()?),
+            Decision::Local(compiled) => Answer::of(&execute(&compiled, self.pools).await.ok()?),
             // The cache leaves an empty list to the site only when the site rejects it.
             Decision::PassThrough(_) if candidate == RuleValue::EmptyIn(EmptyIn::Fault) => {
                 Some(Answer::Fault)

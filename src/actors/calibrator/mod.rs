@@ -340,7 +340,7 @@ impl Calibrator {
         }
         self.last = Some((Instant::now(), trigger));
         self.in_flight = true;
-        let (reader, backend) = (self.pools.reader.clone(), self.pools.backend);
+        let (pools, backend) = (self.pools.clone(), self.pools.backend);
         let (writer, stats) = (self.writer.clone(), self.stats.clone());
         let max = self.config.calibration.max_requests;
         let projects = self.config.scanner.projects.clone();
@@ -353,7 +353,7 @@ impl Calibrator {
             let now = chrono::Utc::now();
             let local = Local {
                 view: &view,
-                reader: &reader,
+                pools: &pools,
                 backend,
                 now,
                 projects: &projects,
