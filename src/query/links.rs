@@ -47,9 +47,8 @@ impl Compiler<'_> {
                 let n = self.alias("n");
                 Sql::raw(format!("{type_expr} = "))
                     .bind(t.entity_type.clone())
-                    .text(" AND EXISTS (SELECT 1")
-                    .push(resolved_row(&t.table, &n, id_expr))
-                    .text(")")
+                    .text(" AND ")
+                    .push(self.dialect.exists(resolved_row(&t.table, &n, id_expr)))
             })
             .collect();
         Sql::raw("COALESCE(")

@@ -29,6 +29,19 @@ impl Dialect {
         }
     }
 
+    /// `EXISTS (SELECT 1 <from_where>)`. On SQLite the subquery carries `LIMIT 1`: SQLite
+    /// 3.51's EXISTS-to-JOIN rewrite miscounts `OFFSET` (rows of the table joined in from the
+    /// `EXISTS` are skipped as if they were result rows, so page 2 of a read filtered on a
+    /// multi-entity field repeated page 1's ids), and it never rewrites a subquery with a
+    /// `LIMIT`. PostgreSQL keeps the plain form, which it plans as a semi-join.
+    pub fn exists(self, from_where: Sql) -> Sql {
+        let exists = Sql::raw("EXISTS (SELECT 1").push(from_where);
+        match self {
+            Dialect::Sqlite => exists.text(" LIMIT 1)"),
+            Dialect::Postgres => exists.text(")"),
+        }
+    }
+
     /// A JSON array constructor.
     pub fn json_array(self) -> &'static str {
         match self {

@@ -64,21 +64,22 @@ impl<'a> Compiler<'a> {
             // Paths only hop through link fields.
             ColumnLayout::Scalar { .. } => return Sql::raw("FALSE"),
         };
-        let inner = Sql::raw("EXISTS (SELECT 1")
-            .push(resolved_row(&target.table, to, &id_expr))
-            .text(format!(" AND {type_expr} = "))
-            .bind(target.name.clone())
-            .text(" AND ")
-            .push(pred.paren())
-            .text(")");
+        let inner = self.dialect.exists(
+            resolved_row(&target.table, to, &id_expr)
+                .text(format!(" AND {type_expr} = "))
+                .bind(target.name.clone())
+                .text(" AND ")
+                .push(pred.paren()),
+        );
         match outer {
             None => inner,
-            Some((table, m)) => Sql::raw(format!(
-                "EXISTS (SELECT 1 FROM {} {m} WHERE {m}.\"parent_id\" = {from}.\"id\" AND ",
-                ident(table)
-            ))
-            .push(inner)
-            .text(")"),
+            Some((table, m)) => self.dialect.exists(
+                Sql::raw(format!(
+                    " FROM {} {m} WHERE {m}.\"parent_id\" = {from}.\"id\" AND ",
+                    ident(table)
+                ))
+                .push(inner),
+            ),
         }
     }
 }

@@ -120,14 +120,15 @@ impl<'a> Compiler<'a> {
                 let live = self.live_link(&targets, &tcol, &icol);
                 // Some live link of the list satisfies `p`.
                 let exists = |p: Sql| {
-                    Sql::raw(format!(
-                        "EXISTS (SELECT 1 FROM {} {m} WHERE {m}.\"parent_id\" = {alias}.\"id\" AND ",
-                        ident(table)
-                    ))
-                    .push(live.clone())
-                    .text(" AND ")
-                    .push(p.paren())
-                    .text(")")
+                    self.dialect.exists(
+                        Sql::raw(format!(
+                            " FROM {} {m} WHERE {m}.\"parent_id\" = {alias}.\"id\" AND ",
+                            ident(table)
+                        ))
+                        .push(live.clone())
+                        .text(" AND ")
+                        .push(p.paren()),
+                    )
                 };
                 self.link_predicate(&targets, &tcol, &icol, rel, values, &exists)
             }
