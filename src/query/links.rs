@@ -30,11 +30,34 @@ pub struct LinkTarget {
 /// `FROM "table" alias WHERE alias."id" = <id_expr> AND alias."_active" = TRUE`: the row a link
 /// with id `id_expr` resolves to (the caller checks the type). The whole rule is this `WHERE`.
 pub fn resolved_row(table: &str, alias: &str, id_expr: &str) -> Sql {
+    Sql::raw(format!(" FROM {} {alias} WHERE ", ident(table))).push(resolves(alias, id_expr))
+}
+
+/// `alias."id" = <id_expr> AND alias."_active" = TRUE`: the condition on the row of `alias`.
+fn resolves(alias: &str, id_expr: &str) -> Sql {
     Sql::raw(format!(
-        " FROM {} {alias} WHERE {alias}.\"id\" = {id_expr} AND {alias}.\"_active\" = ",
-        ident(table)
+        "{alias}.\"id\" = {id_expr} AND {alias}.\"_active\" = "
     ))
     .bind(true)
+}
+
+/// A link joined to the rows it may resolve to: one `LEFT JOIN` per target type.
+pub struct JoinedLink {
+    /// ` LEFT JOIN "table" j ON <type_expr> = 'Type' AND j."id" = <id_expr> AND j."_active"`, ...
+    pub joins: Sql,
+    /// The id of the row the link resolves to; NULL when it does not resolve.
+    pub id: Sql,
+    /// That row's display name; NULL when the link does not resolve.
+    pub name: Sql,
+}
+
+/// `COALESCE(a, b, ...)` of columns; `empty` when there are none.
+fn coalesce(columns: Vec<String>, empty: &str) -> Sql {
+    match columns.len() {
+        0 => Sql::raw(empty),
+        1 => Sql::raw(columns.concat()),
+        _ => Sql::raw(format!("COALESCE({})", columns.join(", "))),
+    }
 }
 
 impl Compiler<'_> {
@@ -54,6 +77,37 @@ impl Compiler<'_> {
         Sql::raw("COALESCE(")
             .push(Sql::join(parts, " OR ", "FALSE"))
             .text(", FALSE)")
+    }
+
+    /// The link stored as (`type_expr`, `id_expr`) joined to the row it resolves to (for the
+    /// rows of a page: one index lookup per target type, where the scalar subqueries of
+    /// [`Self::if_live`] and [`Self::name_expr`] take three).
+    pub fn joined_link(
+        &self,
+        targets: &[LinkTarget],
+        type_expr: &str,
+        id_expr: &str,
+    ) -> JoinedLink {
+        let mut joins = Sql::raw("");
+        let (mut ids, mut names) = (Vec::new(), Vec::new());
+        for t in targets {
+            let j = self.alias("j");
+            joins = joins
+                .text(format!(
+                    " LEFT JOIN {} {j} ON {type_expr} = ",
+                    ident(&t.table)
+                ))
+                .bind(t.entity_type.clone())
+                .text(" AND ")
+                .push(resolves(&j, id_expr));
+            ids.push(col(&j, "id"));
+            names.push(col(&j, &t.name_column));
+        }
+        JoinedLink {
+            joins,
+            id: coalesce(ids, "CAST(NULL AS BIGINT)"),
+            name: coalesce(names, "CAST(NULL AS TEXT)"),
+        }
     }
 
     /// `expr` when the link (`type_expr`, `id_expr`) resolves, else NULL.

@@ -46,7 +46,7 @@ pub mod select;
 pub mod sql;
 
 pub use plan::{plan_read, plan_read_restricted};
-pub use select::{Decode, OutField};
+pub use select::{Decode, MultiRead, OutField};
 pub use sql::{Dialect, Sql};
 
 use rules::Rule;
@@ -164,6 +164,8 @@ pub struct CompiledRead {
     /// `entity_count` is part of the reply (not asked `return_paging_info_without_counts`).
     pub counts: bool,
     pub fields: Vec<OutField>,
+    /// One statement per multi-entity return field, run over the page's ids.
+    pub multis: Vec<MultiRead>,
     pub entities_per_page: u32,
     pub current_page: u32,
 }

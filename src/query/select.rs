@@ -2,10 +2,12 @@
 //!
 //! The page is one statement in two levels: an inner query filters, orders and cuts the page
 //! plus one row (ids and sort keys only; the extra row tells whether there is a next page); the
-//! outer query joins those ids back to the table and computes the return fields (link names,
-//! multi-entity lists, deep fields) for the page rows only, keeping the inner order. Nothing
-//! counts the whole result in the page statement: the separate `COUNT(*)` runs only when the
-//! client asks for counts and the page does not tell them (see `crate::db::reader::page`).
+//! outer query joins those ids back to the table and computes the return fields for the page
+//! rows only, keeping the inner order: the row's own links through one `LEFT JOIN` per target
+//! type, deep fields through scalar subqueries. Each multi-entity return field is one more
+//! statement over the page's ids ([`MultiRead`]), not a subquery per row. Nothing counts the
+//! whole result in the page statement: the separate `COUNT(*)` runs only when the client asks
+//! for counts and the page does not tell them (see `crate::db::reader::page`).
 //!
 //! Row order: the requested sorts, then `id` ascending. NULLs sort where the site puts them
 //! (calibrated, `NULLS FIRST`/`NULLS LAST` spelled out on both backends). Case-insensitive text
@@ -15,7 +17,7 @@ use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
 use super::links::resolved_row;
 use super::paths::{Hop, PathError, Resolved};
-use super::sql::{Sql, col, ident};
+use super::sql::{Dialect, Sql, col, ident};
 use crate::api3::read::{ReadRequest, ReturnOnly};
 use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
 
@@ -37,8 +39,8 @@ pub enum Decode {
         id_column: String,
         name_column: String,
     },
-    /// A JSON array of `[position, type, id, name]`.
-    Multi { column: String },
+    /// The links of the row in the rows of [`Built::multis`]`[index]`.
+    Multi { index: usize },
 }
 
 /// One key of the output entities.
@@ -98,22 +100,132 @@ fn resolve_value_path<'a>(
     }
 }
 
+/// The links of one multi-entity return field for the rows of a page, in one statement over
+/// the page's ids: rows `(parent_id, type, id, name)` ordered by parent and position, the links
+/// that do not resolve left out (see [`super::links`]).
+#[derive(Clone, Debug)]
+pub struct MultiRead {
+    /// `SELECT ... WHERE <the link resolves> AND `: the ids condition and the order follow.
+    head: Sql,
+    parent: String,
+    position: String,
+}
+
+impl MultiRead {
+    /// The statement for the page rows `ids`.
+    pub fn statement(&self, dialect: Dialect, ids: &[i64]) -> Sql {
+        self.head
+            .clone()
+            .push(dialect.in_ids(&self.parent, ids))
+            .text(format!(" ORDER BY {}, {}", self.parent, self.position))
+    }
+}
+
 /// The compiled page and count statements plus the decoding plan.
 pub struct Built {
     pub page: Sql,
     pub count: Sql,
     pub fields: Vec<OutField>,
+    pub multis: Vec<MultiRead>,
 }
 
+/// The page and count statements of a read whose filter compiled to `filter`.
 pub fn build(
     c: &Compiler<'_>,
     req: &ReadRequest,
     root: &CachedEntity,
     filter: Sql,
 ) -> Result<Built, PlanError> {
-    // Return fields.
-    let mut select: Vec<Sql> = Vec::new();
-    let mut fields = Vec::new();
+    let returns = return_fields(c, req, root)?;
+    let order = order_keys(c, req, root)?;
+    let from_where = Sql::raw(format!(
+        " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = ",
+        ident(&root.table)
+    ))
+    .bind(req.return_only == ReturnOnly::Active)
+    .text(" AND ")
+    .push(filter.paren());
+    let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where.clone());
+    let inner = page_ids(req, &order, from_where);
+    Ok(Built {
+        page: page_rows(c, root, inner, &order, &returns),
+        count,
+        fields: returns.fields,
+        multis: returns.multis,
+    })
+}
+
+/// One sort key: the expression, its direction and whether it is compared as text.
+type OrderKey = (Sql, &'static str, bool);
+
+/// The inner query: the page's ids and sort keys, plus one more row. LIMIT and OFFSET are
+/// literals: SQLite plans an ORDER BY ... LIMIT with the bound value, so a bound LIMIT makes
+/// every cached statement re-prepare on its next use.
+fn page_ids(req: &ReadRequest, order: &[OrderKey], from_where: Sql) -> Sql {
+    let limit = i64::from(req.entities_per_page);
+    let offset = i64::from(req.current_page.saturating_sub(1)) * limit;
+    let mut inner = Sql::raw(format!("SELECT {ROOT}.\"id\" AS {}", ident(ID)));
+    for (i, (e, _, _)) in order.iter().enumerate() {
+        inner = inner
+            .text(", ")
+            .push(e.clone())
+            .text(format!(" AS \"s{i}\""));
+    }
+    inner = inner.push(from_where).text(" ORDER BY ");
+    for (e, dir, _) in order {
+        inner = inner.push(e.clone()).text(format!("{dir}, "));
+    }
+    inner.text(format!(
+        "{ROOT}.\"id\" ASC LIMIT {} OFFSET {offset}",
+        limit + 1
+    ))
+}
+
+/// The outer query: the return fields of the rows `inner` picked, in its order.
+fn page_rows(
+    c: &Compiler<'_>,
+    root: &CachedEntity,
+    inner: Sql,
+    order: &[OrderKey],
+    returns: &Returns,
+) -> Sql {
+    let mut page = Sql::raw(format!("SELECT p.{id} AS {id}", id = ident(ID)));
+    for s in &returns.select {
+        page = page.text(", ").push(s.clone());
+    }
+    page = page.text(" FROM (").push(inner).text(format!(
+        ") p JOIN {} {ROOT} ON {ROOT}.\"id\" = p.{}",
+        ident(&root.table),
+        ident(ID)
+    ));
+    for j in &returns.joins {
+        page = page.push(j.clone());
+    }
+    page = page.text(" ORDER BY ");
+    for (i, (_, dir, text)) in order.iter().enumerate() {
+        let key = Sql::raw(format!("p.\"s{i}\""));
+        let key = if *text { c.dialect.bytewise(key) } else { key };
+        page = page.push(key).text(format!("{dir}, "));
+    }
+    page.text(format!("p.{} ASC", ident(ID)))
+}
+
+/// What the return fields add to the page: select-list items, joins, decoders and the
+/// multi-entity statements.
+#[derive(Default)]
+struct Returns {
+    select: Vec<Sql>,
+    joins: Vec<Sql>,
+    fields: Vec<OutField>,
+    multis: Vec<MultiRead>,
+}
+
+fn return_fields(
+    c: &Compiler<'_>,
+    req: &ReadRequest,
+    root: &CachedEntity,
+) -> Result<Returns, PlanError> {
+    let mut out = Returns::default();
     let mut seen = std::collections::BTreeSet::new();
     for key in &req.return_fields {
         if key == "type" || key == "id" || !seen.insert(key.as_str()) {
@@ -123,90 +235,132 @@ pub fn build(
         let Some(r) = resolve_value_path(c, root, key, "return field")? else {
             continue;
         };
-        let n = fields.len();
         let decode = match &r.field.layout {
-            ColumnLayout::Scalar { column, .. } => {
-                let alias = format!("c{n}");
-                let column = column.clone();
-                select.push(
-                    through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, &column)))
-                        .text(format!(" AS {}", ident(&alias))),
-                );
-                Decode::Scalar {
-                    kind: r.field.kind,
-                    column: alias,
-                }
-            }
+            ColumnLayout::Scalar { column, .. } => out.scalar(c, &r, column),
             ColumnLayout::Entity {
                 type_column,
                 id_column,
-            } => {
-                let targets = c.schemas.link_targets(r.field)?;
-                let (ta, ia, na) = (format!("c{n}_t"), format!("c{n}_i"), format!("c{n}_n"));
-                // A link that does not resolve reads as null (see `super::links`).
-                let live_col = |a: &str, column: &str| {
-                    let (t, i) = (col(a, type_column), col(a, id_column));
-                    c.if_live(&targets, &t, &i, Sql::raw(col(a, column)))
-                };
-                select.push(
-                    through(c, &r.hops, ROOT, &|a| live_col(a, type_column))
-                        .text(format!(" AS {}", ident(&ta))),
-                );
-                select.push(
-                    through(c, &r.hops, ROOT, &|a| live_col(a, id_column))
-                        .text(format!(" AS {}", ident(&ia))),
-                );
-                select.push(
-                    through(c, &r.hops, ROOT, &|a| {
-                        c.name_expr(&targets, &col(a, type_column), &col(a, id_column))
-                    })
-                    .text(format!(" AS {}", ident(&na))),
-                );
-                Decode::Link {
-                    type_column: ta,
-                    id_column: ia,
-                    name_column: na,
-                }
-            }
-            ColumnLayout::MultiEntity { table } => {
-                if !r.hops.is_empty() {
-                    return Err(PassReason::UnsupportedFeature(format!(
-                        "deep multi_entity return field ({key})"
-                    ))
-                    .into());
-                }
-                let targets = c.schemas.link_targets(r.field)?;
-                let m = c.alias("m");
-                let (tcol, icol) = (format!("{m}.\"child_type\""), format!("{m}.\"child_id\""));
-                let live = c.live_link(&targets, &tcol, &icol);
-                let element = Sql::raw(format!(
-                    "{}({m}.\"position\", {tcol}, {icol}, ",
-                    c.dialect.json_array()
-                ))
-                .push(c.name_expr(&targets, &tcol, &icol))
-                .text(")");
-                let alias = format!("c{n}");
-                // Links that do not resolve are left out of the list.
-                select.push(
-                    Sql::raw("(SELECT ")
-                        .push(c.dialect.json_agg(element))
-                        .text(format!(
-                            " FROM {} {m} WHERE {m}.\"parent_id\" = {ROOT}.\"id\" AND ",
-                            ident(table)
-                        ))
-                        .push(live)
-                        .text(format!(") AS {}", ident(&alias))),
-                );
-                Decode::Multi { column: alias }
-            }
+            } => out.link(c, &r, type_column, id_column)?,
+            ColumnLayout::MultiEntity { table } => out.multi(c, &r, key, table)?,
         };
-        fields.push(OutField {
+        out.fields.push(OutField {
             key: key.clone(),
             decode,
         });
     }
+    Ok(out)
+}
 
-    // Sorts.
+impl Returns {
+    /// The column alias of the next field plus `suffix`.
+    fn alias(&self, suffix: &str) -> String {
+        format!("c{}{suffix}", self.fields.len())
+    }
+
+    fn push(&mut self, expr: Sql, alias: &str) {
+        self.select.push(expr.text(format!(" AS {}", ident(alias))));
+    }
+
+    fn scalar(&mut self, c: &Compiler<'_>, r: &Resolved<'_>, column: &str) -> Decode {
+        let alias = self.alias("");
+        self.push(
+            through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, column))),
+            &alias,
+        );
+        Decode::Scalar {
+            kind: r.field.kind,
+            column: alias,
+        }
+    }
+
+    /// `{type, id, name}`: null when the link does not resolve (see `super::links`).
+    fn link(
+        &mut self,
+        c: &Compiler<'_>,
+        r: &Resolved<'_>,
+        type_column: &str,
+        id_column: &str,
+    ) -> Result<Decode, PlanError> {
+        let targets = c.schemas.link_targets(r.field)?;
+        let (ta, ia, na) = (self.alias("_t"), self.alias("_i"), self.alias("_n"));
+        if r.hops.is_empty() {
+            // The row's own link: joined to its targets.
+            let j = c.joined_link(&targets, &col(ROOT, type_column), &col(ROOT, id_column));
+            let ty = Sql::raw("CASE WHEN ")
+                .push(j.id.clone())
+                .text(format!(" IS NOT NULL THEN {} END", col(ROOT, type_column)));
+            self.joins.push(j.joins);
+            self.push(ty, &ta);
+            self.push(j.id, &ia);
+            self.push(j.name, &na);
+        } else {
+            // A link at the end of a deep path: scalar subqueries along the path.
+            let live_col = |a: &str, column: &str| {
+                let (t, i) = (col(a, type_column), col(a, id_column));
+                c.if_live(&targets, &t, &i, Sql::raw(col(a, column)))
+            };
+            let name = |a: &str| c.name_expr(&targets, &col(a, type_column), &col(a, id_column));
+            self.push(
+                through(c, &r.hops, ROOT, &|a| live_col(a, type_column)),
+                &ta,
+            );
+            self.push(through(c, &r.hops, ROOT, &|a| live_col(a, id_column)), &ia);
+            self.push(through(c, &r.hops, ROOT, &name), &na);
+        }
+        Ok(Decode::Link {
+            type_column: ta,
+            id_column: ia,
+            name_column: na,
+        })
+    }
+
+    /// The list of links, read by a statement of its own over the page's ids.
+    fn multi(
+        &mut self,
+        c: &Compiler<'_>,
+        r: &Resolved<'_>,
+        key: &str,
+        table: &str,
+    ) -> Result<Decode, PlanError> {
+        if !r.hops.is_empty() {
+            return Err(PassReason::UnsupportedFeature(format!(
+                "deep multi_entity return field ({key})"
+            ))
+            .into());
+        }
+        let targets = c.schemas.link_targets(r.field)?;
+        let m = c.alias("m");
+        let j = c.joined_link(&targets, &col(&m, "child_type"), &col(&m, "child_id"));
+        let head = Sql::raw(format!(
+            "SELECT {}, {}, ",
+            col(&m, "parent_id"),
+            col(&m, "child_type")
+        ))
+        .push(j.id.clone())
+        .text(", ")
+        .push(j.name)
+        .text(format!(" FROM {} {m}", ident(table)))
+        .push(j.joins)
+        .text(" WHERE ")
+        .push(j.id)
+        .text(" IS NOT NULL AND ");
+        self.multis.push(MultiRead {
+            head,
+            parent: col(&m, "parent_id"),
+            position: col(&m, "position"),
+        });
+        Ok(Decode::Multi {
+            index: self.multis.len() - 1,
+        })
+    }
+}
+
+/// The sort keys of the requested sorts, in order (`id` ascending breaks ties after them).
+fn order_keys(
+    c: &Compiler<'_>,
+    req: &ReadRequest,
+    root: &CachedEntity,
+) -> Result<Vec<OrderKey>, PlanError> {
     let mut order = Vec::new();
     for s in &req.sorts {
         let Some(r) = resolve_value_path(c, root, &s.field, "sort")? else {
@@ -219,52 +373,11 @@ pub fn build(
             c.order_direction(s.descending)?
         };
         match &r.field.layout {
-            ColumnLayout::Scalar { column, .. } => {
-                let kind = r.field.kind;
-                if case_insensitive(kind) {
-                    let keys = c.text_sort_keys(&|lower| {
-                        through(c, &r.hops, ROOT, &|a| {
-                            let e = col(a, column);
-                            Sql::raw(if lower { format!("LOWER({e})") } else { e })
-                        })
-                    })?;
-                    order.extend(keys.into_iter().map(|k| (k, dir, true)));
-                } else {
-                    let e = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, column)));
-                    let text = matches!(
-                        r.field.layout,
-                        ColumnLayout::Scalar {
-                            sql: SqlType::Text,
-                            ..
-                        }
-                    );
-                    let e = if text { c.dialect.bytewise(e) } else { e };
-                    order.push((e, dir, text));
-                }
-            }
+            ColumnLayout::Scalar { column, .. } => scalar_keys(c, &r, column, dir, &mut order)?,
             ColumnLayout::Entity {
                 type_column,
                 id_column,
-            } => {
-                let targets = c.schemas.link_targets(r.field)?;
-                let keys = c.text_sort_keys(&|lower| {
-                    through(c, &r.hops, ROOT, &|a| {
-                        let name = c.name_expr(&targets, &col(a, type_column), &col(a, id_column));
-                        if lower {
-                            Sql::raw("LOWER(").push(name).text(")")
-                        } else {
-                            name
-                        }
-                    })
-                })?;
-                // A link that does not resolve sorts as null.
-                let id = through(c, &r.hops, ROOT, &|a| {
-                    let (t, i) = (col(a, type_column), col(a, id_column));
-                    c.if_live(&targets, &t, &i, Sql::raw(i.clone()))
-                });
-                order.extend(keys.into_iter().map(|k| (k, dir, true)));
-                order.push((id, dir, false));
-            }
+            } => link_keys(c, &r, type_column, id_column, dir, &mut order)?,
             ColumnLayout::MultiEntity { .. } => {
                 return Err(PassReason::UnsupportedFeature(format!(
                     "sort on multi_entity field {}",
@@ -274,55 +387,65 @@ pub fn build(
             }
         }
     }
+    Ok(order)
+}
 
-    let from_where = Sql::raw(format!(
-        " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = ",
-        ident(&root.table)
-    ))
-    .bind(req.return_only == ReturnOnly::Active)
-    .text(" AND ")
-    .push(filter.paren());
+/// A scalar sorts by its value; case-insensitive text kinds in the site's text order.
+fn scalar_keys(
+    c: &Compiler<'_>,
+    r: &Resolved<'_>,
+    column: &str,
+    dir: &'static str,
+    order: &mut Vec<OrderKey>,
+) -> Result<(), PlanError> {
+    if case_insensitive(r.field.kind) {
+        let keys = c.text_sort_keys(&|lower| {
+            through(c, &r.hops, ROOT, &|a| {
+                let e = col(a, column);
+                Sql::raw(if lower { format!("LOWER({e})") } else { e })
+            })
+        })?;
+        order.extend(keys.into_iter().map(|k| (k, dir, true)));
+    } else {
+        let e = through(c, &r.hops, ROOT, &|a| Sql::raw(col(a, column)));
+        let text = matches!(
+            r.field.layout,
+            ColumnLayout::Scalar {
+                sql: SqlType::Text,
+                ..
+            }
+        );
+        let e = if text { c.dialect.bytewise(e) } else { e };
+        order.push((e, dir, text));
+    }
+    Ok(())
+}
 
-    let limit = i64::from(req.entities_per_page);
-    let offset = i64::from(req.current_page.saturating_sub(1)) * limit;
-    // The inner query picks the page and one more row (ids, sort keys); the outer one computes
-    // the return fields for those rows only.
-    let mut inner = Sql::raw(format!("SELECT {ROOT}.\"id\" AS {}", ident(ID)));
-    for (i, (e, _, _)) in order.iter().enumerate() {
-        inner = inner
-            .text(", ")
-            .push(e.clone())
-            .text(format!(" AS \"s{i}\""));
-    }
-    inner = inner.push(from_where.clone()).text(" ORDER BY ");
-    for (e, dir, _) in &order {
-        inner = inner.push(e.clone()).text(format!("{dir}, "));
-    }
-    // LIMIT and OFFSET are literals: SQLite plans an ORDER BY ... LIMIT with the bound value,
-    // so a bound LIMIT makes every cached statement re-prepare on its next use.
-    let inner = inner.text(format!(
-        "{ROOT}.\"id\" ASC LIMIT {} OFFSET {offset}",
-        limit + 1
-    ));
-    let mut page = Sql::raw(format!("SELECT p.{id} AS {id}", id = ident(ID)));
-    for s in select {
-        page = page.text(", ").push(s);
-    }
-    page = page.text(" FROM (").push(inner).text(format!(
-        ") p JOIN {} {ROOT} ON {ROOT}.\"id\" = p.{} ORDER BY ",
-        ident(&root.table),
-        ident(ID)
-    ));
-    for (i, (_, dir, text)) in order.iter().enumerate() {
-        let key = Sql::raw(format!("p.\"s{i}\""));
-        let key = if *text { c.dialect.bytewise(key) } else { key };
-        page = page.push(key).text(format!("{dir}, "));
-    }
-    let page = page.text(format!("p.{} ASC", ident(ID)));
-    let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where);
-    Ok(Built {
-        page,
-        count,
-        fields,
-    })
+/// A link sorts by its target's display name, then its id; one that does not resolve as null.
+fn link_keys(
+    c: &Compiler<'_>,
+    r: &Resolved<'_>,
+    type_column: &str,
+    id_column: &str,
+    dir: &'static str,
+    order: &mut Vec<OrderKey>,
+) -> Result<(), PlanError> {
+    let targets = c.schemas.link_targets(r.field)?;
+    let keys = c.text_sort_keys(&|lower| {
+        through(c, &r.hops, ROOT, &|a| {
+            let name = c.name_expr(&targets, &col(a, type_column), &col(a, id_column));
+            if lower {
+                Sql::raw("LOWER(").push(name).text(")")
+            } else {
+                name
+            }
+        })
+    })?;
+    let id = through(c, &r.hops, ROOT, &|a| {
+        let (t, i) = (col(a, type_column), col(a, id_column));
+        c.if_live(&targets, &t, &i, Sql::raw(i.clone()))
+    });
+    order.extend(keys.into_iter().map(|k| (k, dir, true)));
+    order.push((id, dir, false));
+    Ok(())
 }

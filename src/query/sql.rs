@@ -42,22 +42,16 @@ impl Dialect {
         }
     }
 
-    /// A JSON array constructor.
-    pub fn json_array(self) -> &'static str {
+    /// `column` is one of `ids`, bound as one value (one statement text for every page).
+    pub fn in_ids(self, column: &str, ids: &[i64]) -> Sql {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         match self {
-            Dialect::Sqlite => "json_array",
-            Dialect::Postgres => "json_build_array",
-        }
-    }
-
-    /// An aggregate of JSON values into one JSON array (`[]` when there are no rows; the
-    /// order is not relied upon: elements carry their own position).
-    pub fn json_agg(self, inner: Sql) -> Sql {
-        match self {
-            Dialect::Sqlite => Sql::raw("json_group_array(").push(inner).text(")"),
-            Dialect::Postgres => Sql::raw("COALESCE(json_agg(")
-                .push(inner)
-                .text("), '[]'::json)"),
+            Dialect::Sqlite => Sql::raw(format!("{column} IN (SELECT value FROM json_each("))
+                .bind(format!("[{list}]"))
+                .text("))"),
+            Dialect::Postgres => Sql::raw(format!("{column} = ANY(CAST("))
+                .bind(format!("{{{list}}}"))
+                .text(" AS BIGINT[]))"),
         }
     }
 

@@ -4,6 +4,8 @@
 //! rows on PostgreSQL); the indexes are resolved from the column names once per result
 //! ([`Layout`]), not per row.
 use sea_orm::{DbErr, QueryResult, TryGetable};
+use std::collections::HashMap;
+
 use serde_json::{Map, Value as Json};
 
 use crate::query::select::{Decode, ID, OutField};
@@ -17,20 +19,10 @@ pub trait Cells {
     /// A boolean stored as a boolean (PostgreSQL) or an integer (SQLite).
     fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr>;
     fn text(&self, i: usize) -> Result<Option<String>, DbErr>;
-    /// A multi-entity aggregate `[[position, type, id, name], ...]`: real JSON on
-    /// PostgreSQL, text on SQLite (parsed straight into tuples); NULL is no elements.
-    fn elements(&self, i: usize) -> Result<Elements, DbErr>;
 }
-
-/// `(position, type, id, name)` of each link of a multi-entity aggregate.
-pub type Elements = Vec<(i64, String, i64, Option<String>)>;
 
 fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("column {i}: {e}"))
-}
-
-fn parse_elements(i: usize, s: &[u8]) -> Result<Elements, DbErr> {
-    serde_json::from_slice(s).map_err(|e| column_err(i, e))
 }
 
 impl Cells for QueryResult {
@@ -51,16 +43,6 @@ impl Cells for QueryResult {
     }
     fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
         get(self, i)
-    }
-    fn elements(&self, i: usize) -> Result<Elements, DbErr> {
-        match get::<Json>(self, i) {
-            Ok(Some(Json::String(s))) => parse_elements(i, s.as_bytes()),
-            Ok(Some(v)) => serde_json::from_value(v).map_err(|e| column_err(i, e)),
-            Ok(None) => Ok(Vec::new()),
-            Err(_) => {
-                get::<String>(self, i)?.map_or(Ok(Vec::new()), |s| parse_elements(i, s.as_bytes()))
-            }
-        }
     }
 }
 
@@ -132,25 +114,19 @@ impl Cells for rusqlite::Row<'_> {
             )),
         }
     }
-    fn elements(&self, i: usize) -> Result<Elements, DbErr> {
-        use rusqlite::types::ValueRef;
-        match self.get_ref(i).map_err(|e| column_err(i, e))? {
-            ValueRef::Null => Ok(Vec::new()),
-            ValueRef::Text(b) => parse_elements(i, b),
-            other => Err(column_err(
-                i,
-                format!("expected JSON text, got {:?}", other.data_type()),
-            )),
-        }
-    }
 }
 
 /// Where one return field is in the row.
 #[derive(Clone, Copy, Debug)]
 enum At {
     Scalar(FieldKind, usize),
-    Link { ty: usize, id: usize, name: usize },
-    Multi(usize),
+    Link {
+        ty: usize,
+        id: usize,
+        name: usize,
+    },
+    /// Filled in from a statement of its own ([`fill_multi`]).
+    Multi,
 }
 
 /// The column indexes of a result, resolved once from its column names.
@@ -183,7 +159,7 @@ impl Layout {
                         id: at(id_column)?,
                         name: at(name_column)?,
                     },
-                    Decode::Multi { column } => At::Multi(at(column)?),
+                    Decode::Multi { .. } => At::Multi,
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?;
@@ -227,19 +203,6 @@ pub fn link(ty: Option<String>, id: Option<i64>, name: Json) -> Json {
     }
 }
 
-/// The elements of a multi-entity aggregate → links in position order.
-fn multi(mut items: Elements) -> Json {
-    items.sort_by_key(|e| e.0);
-    Json::Array(
-        items
-            .into_iter()
-            .map(|(_, ty, id, name)| {
-                link(Some(ty), Some(id), name.map_or(Json::Null, Json::String))
-            })
-            .collect(),
-    )
-}
-
 /// One output entity: `type`, `id`, then the return fields in request order.
 pub fn entity<C: Cells>(
     row: &C,
@@ -258,11 +221,43 @@ pub fn entity<C: Cells>(
                 row.int(id)?,
                 row.text(name)?.map_or(Json::Null, Json::String),
             ),
-            At::Multi(i) => multi(row.elements(i)?),
+            At::Multi => Json::Array(Vec::new()),
         };
         out.insert(f.key.clone(), v);
     }
     Ok(Json::Object(out))
+}
+
+/// One link of a multi-entity list: `(parent id, type, id, name)`.
+pub type MultiRow = (i64, String, i64, Option<String>);
+
+/// A row of a multi-entity statement ([`crate::query::select::MultiRead`]).
+pub fn multi_row<C: Cells>(row: &C) -> Result<MultiRow, DbErr> {
+    let null = |i: usize| column_err(i, "unexpected NULL");
+    Ok((
+        row.int(0)?.ok_or_else(|| null(0))?,
+        row.text(1)?.ok_or_else(|| null(1))?,
+        row.int(2)?.ok_or_else(|| null(2))?,
+        row.text(3)?,
+    ))
+}
+
+/// Sets `key` of each entity to its links among `rows`, in their order (`[]` when none).
+pub fn fill_multi(entities: &mut [Json], key: &str, rows: Vec<MultiRow>) {
+    let mut by_parent: HashMap<i64, Vec<Json>> = HashMap::new();
+    for (parent, ty, id, name) in rows {
+        let name = name.map_or(Json::Null, Json::String);
+        by_parent
+            .entry(parent)
+            .or_default()
+            .push(link(Some(ty), Some(id), name));
+    }
+    for e in entities {
+        let links = e["id"].as_i64().and_then(|id| by_parent.remove(&id));
+        if let Some(slot) = e.get_mut(key) {
+            *slot = Json::Array(links.unwrap_or_default());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,21 +266,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn multi_sorts_by_position() {
-        let v = parse_elements(
-            0,
-            br#"[[2, "Asset", 5, "b"], [0, "Asset", 9, null], [1, "Shot", 1, "s"]]"#,
-        )
-        .unwrap();
+    fn multi_links_go_to_their_parents_in_order() {
+        let mut entities = vec![
+            json!({"type": "Shot", "id": 2, "assets": []}),
+            json!({"type": "Shot", "id": 1, "assets": []}),
+        ];
+        let rows = vec![
+            (1, "Asset".to_owned(), 9, None),
+            (1, "Shot".to_owned(), 1, Some("s".to_owned())),
+            (3, "Asset".to_owned(), 4, Some("other page".to_owned())),
+        ];
+        fill_multi(&mut entities, "assets", rows);
         assert_eq!(
-            multi(v),
-            json!([
-                {"type": "Asset", "id": 9, "name": null},
-                {"type": "Shot", "id": 1, "name": "s"},
-                {"type": "Asset", "id": 5, "name": "b"}
-            ])
+            entities,
+            vec![
+                json!({"type": "Shot", "id": 2, "assets": []}),
+                json!({"type": "Shot", "id": 1, "assets": [
+                    {"type": "Asset", "id": 9, "name": null},
+                    {"type": "Shot", "id": 1, "name": "s"}
+                ]}),
+            ]
         );
-        assert_eq!(multi(Vec::new()), json!([]));
-        assert!(parse_elements(0, b"[[1, 2]]").is_err());
     }
 }
