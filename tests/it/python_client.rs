@@ -145,8 +145,12 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
         Some(2095),
         "every active shot exactly once"
     );
-    // Only the pass-through calls reached the site.
-    for (method, entity_type, project) in &reached_site {
+    // Only the pass-through calls reached the site. The daemon's own event poller reads
+    // EventLogEntry meanwhile (the client script never does): those are not the client's.
+    let from_client = reached_site
+        .iter()
+        .filter(|(_, ty, _)| ty.as_deref() != Some("EventLogEntry"));
+    for (method, entity_type, project) in from_client {
         // Pass-through calls (schema calls only with a project), and the one-row credential
         // check (a HumanUser read, §auth).
         let allowed = (method == "schema_field_read" && *project)
