@@ -435,8 +435,12 @@ async fn run_backend(
         std::env::var("SGCACHE_BENCH_KEEP_DB"),
         db.url.strip_prefix("sqlite://"),
     ) {
-        // Diagnostics: keep a copy of the SQLite file.
+        // Diagnostics: keep a copy of the SQLite file and its write-ahead log.
         std::fs::copy(path, &keep).expect("copy the database");
+        let wal = format!("{path}-wal");
+        if Path::new(&wal).exists() {
+            std::fs::copy(&wal, format!("{keep}-wal")).expect("copy the write-ahead log");
+        }
     }
     if let Ok(f) = Rc::try_unwrap(floor) {
         f.close().await;
