@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_fixed_tables;
 mod m20261201_000001_create_rule_table;
 mod m20261201_000002_create_uncached_field;
+mod one_table;
 
 pub struct Migrator;
 

@@ -3,6 +3,8 @@
 //! probe run that concerned the rule.
 use sea_orm_migration::prelude::*;
 
+use crate::one_table;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -20,40 +22,28 @@ enum SgcacheRule {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table(SgcacheRule::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(SgcacheRule::Rule)
-                            .text()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(SgcacheRule::Value).text().null())
-                    .col(ColumnDef::new(SgcacheRule::ProbedAt).text().null())
-                    .col(
-                        ColumnDef::new(SgcacheRule::Requests)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .col(ColumnDef::new(SgcacheRule::Detail).text().not_null())
-                    .col(ColumnDef::new(SgcacheRule::UpdatedAt).text().not_null())
-                    .to_owned(),
+        one_table::create(manager, SgcacheRule::Table, |t| {
+            t.col(
+                ColumnDef::new(SgcacheRule::Rule)
+                    .text()
+                    .not_null()
+                    .primary_key(),
             )
-            .await
+            .col(ColumnDef::new(SgcacheRule::Value).text().null())
+            .col(ColumnDef::new(SgcacheRule::ProbedAt).text().null())
+            .col(
+                ColumnDef::new(SgcacheRule::Requests)
+                    .big_integer()
+                    .not_null()
+                    .default(0),
+            )
+            .col(ColumnDef::new(SgcacheRule::Detail).text().not_null())
+            .col(ColumnDef::new(SgcacheRule::UpdatedAt).text().not_null())
+        })
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(
-                Table::drop()
-                    .table(SgcacheRule::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        one_table::drop(manager, SgcacheRule::Table).await
     }
 }

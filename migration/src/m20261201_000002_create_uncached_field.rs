@@ -2,6 +2,8 @@
 //! value the cache cannot store (kept across restarts; see `sgcache::schema::marks`).
 use sea_orm_migration::prelude::*;
 
+use crate::one_table;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -21,36 +23,24 @@ enum SgcacheUncachedField {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let text = |c: SgcacheUncachedField| ColumnDef::new(c).text().not_null().to_owned();
-        manager
-            .create_table(
-                Table::create()
-                    .table(SgcacheUncachedField::Table)
-                    .if_not_exists()
-                    .col(text(SgcacheUncachedField::EntityType))
-                    .col(text(SgcacheUncachedField::FieldName))
-                    .col(text(SgcacheUncachedField::DataType))
-                    .col(text(SgcacheUncachedField::LayoutSignature))
-                    .col(text(SgcacheUncachedField::ValueKind))
-                    .col(text(SgcacheUncachedField::Problem))
-                    .col(text(SgcacheUncachedField::Since))
-                    .primary_key(
-                        Index::create()
-                            .col(SgcacheUncachedField::EntityType)
-                            .col(SgcacheUncachedField::FieldName),
-                    )
-                    .to_owned(),
-            )
-            .await
+        one_table::create(manager, SgcacheUncachedField::Table, |t| {
+            t.col(text(SgcacheUncachedField::EntityType))
+                .col(text(SgcacheUncachedField::FieldName))
+                .col(text(SgcacheUncachedField::DataType))
+                .col(text(SgcacheUncachedField::LayoutSignature))
+                .col(text(SgcacheUncachedField::ValueKind))
+                .col(text(SgcacheUncachedField::Problem))
+                .col(text(SgcacheUncachedField::Since))
+                .primary_key(
+                    Index::create()
+                        .col(SgcacheUncachedField::EntityType)
+                        .col(SgcacheUncachedField::FieldName),
+                )
+        })
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(
-                Table::drop()
-                    .table(SgcacheUncachedField::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        one_table::drop(manager, SgcacheUncachedField::Table).await
     }
 }

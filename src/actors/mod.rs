@@ -9,6 +9,7 @@ pub mod leader_duties;
 pub mod scanner;
 pub mod schema_loader;
 pub mod site_info;
+pub mod tick;
 pub mod verifier;
 pub mod write_back;
 

@@ -13,13 +13,14 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::ActorStats;
+use super::tick::{Parts, Runs};
 use crate::config::Config;
 use crate::db::entities::schema_snapshot;
 use crate::db::writer::{ApplySchema, DbWriterHandle, NewSnapshot};
 use crate::db::{Pools, StoreError, registry};
 use crate::schema::{CachedSchema, SchemaError, SelectionReport, SiteSchema, plan_ddl, select};
 use crate::state::CacheState;
-use crate::upstream::{UpstreamClient, UpstreamError, backoff_delay};
+use crate::upstream::{UpstreamClient, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -236,15 +237,11 @@ impl SchemaLoaderStats {
 }
 
 pub struct SchemaLoader {
-    config: Arc<Config>,
-    pools: Pools,
-    writer: DbWriterHandle,
-    cache: Arc<CacheState>,
+    parts: Parts,
     upstream: Option<Rc<UpstreamClient>>,
     stats: Arc<SchemaLoaderStats>,
     refresh_interval: Duration,
-    in_flight: bool,
-    failures: u32,
+    runs: Runs,
     /// The one scheduled next load: a [`Reload`] replaces it instead of starting a second
     /// refresh loop beside it.
     next_load: Option<SpawnHandle>,
@@ -258,17 +255,13 @@ impl SchemaLoader {
         cache: Arc<CacheState>,
         stats: Arc<SchemaLoaderStats>,
     ) -> Self {
-        let upstream = UpstreamClient::configured(&config.shotgun).map(Rc::new);
+        let parts = Parts::new(config, pools, writer, cache);
         SchemaLoader {
-            refresh_interval: config.schema.refresh_interval,
-            config,
-            pools,
-            writer,
-            cache,
-            upstream,
+            refresh_interval: parts.config.schema.refresh_interval,
+            upstream: parts.site_client(),
+            parts,
             stats,
-            in_flight: false,
-            failures: 0,
+            runs: Runs::default(),
             next_load: None,
         }
     }
@@ -285,17 +278,13 @@ impl SchemaLoader {
     }
 
     fn load(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight {
-            self.stats
-                .actor
-                .skipped_ticks
-                .fetch_add(1, Ordering::Relaxed);
+        if self.runs.skip(&self.stats.actor, true) {
             return;
         }
-        self.in_flight = true;
-        let config = self.config.clone();
-        let pools = self.pools.clone();
-        let writer = self.writer.clone();
+        self.runs.start();
+        let config = self.parts.config.clone();
+        let pools = self.parts.pools.clone();
+        let writer = self.parts.writer.clone();
         let upstream = self.upstream.clone();
         let first = !self.stats.loaded.load(Ordering::Relaxed);
         let fut = async move {
@@ -317,7 +306,7 @@ impl SchemaLoader {
             }
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
-            act.in_flight = false;
+            act.runs.end();
             let delay = act.loaded(result).unwrap_or(act.refresh_interval);
             act.schedule(delay, ctx);
         }));
@@ -348,7 +337,7 @@ impl SchemaLoader {
         for warning in &applied.report.warnings {
             warn!(warning = %warning, "schema selection");
         }
-        self.cache.set_site(applied.site.clone());
+        self.parts.cache.set_site(applied.site.clone());
         self.stats
             .record_load(source, &applied.cached, &applied.report);
         match fetch_error {
@@ -358,7 +347,7 @@ impl SchemaLoader {
                 Some(self.failed())
             }
             None => {
-                self.failures = 0;
+                self.runs.succeeded();
                 None
             }
         }
@@ -366,8 +355,7 @@ impl SchemaLoader {
 
     /// One more consecutive failure: the back-off before the next try.
     fn failed(&mut self) -> Duration {
-        self.failures += 1;
-        backoff_delay(self.config.shotgun.retry_backoff, self.failures)
+        self.runs.failed(self.parts.config.shotgun.retry_backoff)
     }
 }
 

@@ -8,33 +8,14 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
-use sgcache::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
-use sgcache::db::{self};
-use sgcache::state::CacheState;
+use sgcache::db::writer::{Apply, UpsertMode, WriteOp};
 
+use crate::query::link;
 use crate::support::{
-    MockSite, cache_rows, databases, fixture_schema_config, listener, nullable, status_of,
-    test_config, wait_primed,
+    MockSite, SchemaApplied, api3_read, apply_config_schema, assert_answered_locally, cache_rows,
+    databases, fixture_schema_applied, listener, not_null_checkbox_schema, nullable,
+    passed_through, status_of, test_config, until_equal, wait_primed,
 };
-
-/// Posts a `read` to `base` and returns the reply.
-async fn read(base: &str, args: &Value) -> Value {
-    let body = json!({
-        "method_name": "read",
-        "params": [{"script_name": "sgcache", "script_key": "test-key"}, args],
-    });
-    let mut response = awc::Client::default()
-        .post(format!("{base}/api3/json"))
-        .send_json(&body)
-        .await
-        .expect("POST api3");
-    response.json().limit(16 << 20).await.expect("api3 JSON")
-}
-
-fn link(ty: &str, id: i64) -> Value {
-    json!({"type": ty, "id": id})
-}
 
 /// The reads of this test: link fields into thin types, their names, types and sorts.
 fn reads(element: i64) -> Vec<Value> {
@@ -67,31 +48,16 @@ fn reads(element: i64) -> Vec<Value> {
 async fn agree(daemon: &sgcache::Daemon, site: &MockSite, element: i64, what: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for args in reads(element) {
-        let want = read(&site.url(), &args).await;
+        let want = api3_read(&site.url(), &args).await;
         assert!(
             want.get("exception").is_none(),
             "{what}: site fault {want} for {args}"
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = read(&daemon.url(), &args).await;
-            if got == want {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: {args}\n  sgcache {got}\n  site    {want}"
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = daemon.url();
+        until_equal(&want, &format!("{what}: {args}"), || api3_read(&url, &args)).await;
         out.push(want);
     }
     out
-}
-
-/// `/status` → `requests.pass_through_reasons`: every client request sgcache passed through.
-async fn pass_through_reasons(daemon: &sgcache::Daemon) -> Value {
-    status_of(daemon).await["requests"]["pass_through_reasons"].clone()
 }
 
 #[actix_web::test]
@@ -158,15 +124,7 @@ async fn thin_link_targets_are_primed_followed_and_served_locally() {
             .as_u64()
             .unwrap_or(0);
         assert!(served >= 13, "{served} reads answered locally");
-        let reasons = pass_through_reasons(&daemon).await;
-        assert!(
-            reasons
-                .as_object()
-                .expect("pass_through_reasons")
-                .values()
-                .all(|n| n == 0),
-            "every read was answered locally: {reasons}"
-        );
+        assert_answered_locally(&daemon, &[], "primed").await;
         assert_eq!(
             answers[0]["results"]["entities"][0]["task_assignees"][0],
             json!({"type": "Group", "id": groups[0], "name": "Leads"})
@@ -219,15 +177,7 @@ async fn thin_link_targets_are_primed_followed_and_served_locally() {
             answers[0]["results"]["entities"][0]["entity"],
             json!({"type": "Element", "id": elements[0], "name": "el0"})
         );
-        let reasons = pass_through_reasons(&daemon).await;
-        assert!(
-            reasons
-                .as_object()
-                .expect("pass_through_reasons")
-                .values()
-                .all(|n| n == 0),
-            "every read was answered locally: {reasons}"
-        );
+        assert_answered_locally(&daemon, &[], "revived").await;
         drop(daemon);
     }
 }
@@ -236,38 +186,21 @@ async fn thin_link_targets_are_primed_followed_and_served_locally() {
 async fn a_not_null_checkbox_column_is_widened_on_restart_and_null_round_trips() {
     for test_db in databases().await {
         // An existing database made when the site gave email_inbox_general a boolean default.
-        let mut schema: Value =
-            serde_json::from_str(include_str!("../fixtures/schema_read.json")).expect("json");
-        schema["HumanUser"]["email_inbox_general"]["properties"]["default_value"]["value"] =
-            json!(false);
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("schema_read.json");
-        std::fs::write(&path, schema.to_string()).expect("write schema");
         let mut config = test_config(&test_db, None);
-        config.schema.file = Some(path);
-        let pools = db::connect(&config.database).await.expect("connect");
-        db::migrate(&pools).await.expect("migrate");
-        let (writer, arbiter) =
-            DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-        let src = fetch_schema(&config, None).await.expect("schema");
-        apply_schema(&src, &config, &pools, &writer)
-            .await
-            .expect("apply");
-        assert!(!nullable(&pools.reader, "humanuser", "email_inbox_general").await);
-        arbiter.stop();
-        drop(pools);
+        config.schema.file = Some(not_null_checkbox_schema(dir.path()));
+        let before = apply_config_schema(&config).await;
+        assert!(!nullable(&before.pools.reader, "humanuser", "email_inbox_general").await);
+        before.arbiter.stop();
+        drop(before.pools);
 
         // Restart with the site's schema: the default is null, the column becomes nullable.
-        let mut config = test_config(&test_db, None);
-        fixture_schema_config(&mut config);
-        let pools = db::connect(&config.database).await.expect("connect");
-        db::migrate(&pools).await.expect("migrate");
-        let (writer, arbiter) =
-            DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-        let src = fetch_schema(&config, None).await.expect("schema");
-        let applied = apply_schema(&src, &config, &pools, &writer)
-            .await
-            .expect("apply");
+        let SchemaApplied {
+            pools,
+            writer,
+            arbiter,
+            applied,
+        } = fixture_schema_applied(&test_db).await;
         assert!(
             applied.invalidated.contains(&"HumanUser".to_owned()),
             "HumanUser is rescanned: {:?}",
@@ -347,15 +280,11 @@ async fn with_scanner_projects_only_reads_restricted_to_them_are_local() {
             (json!({"type": "Project", "return_fields": ["name"]}), true),
         ];
         for (args, local) in cases {
-            let before = pass_through_reasons(&daemon).await["outside_cached_projects"]
-                .as_u64()
-                .unwrap_or(0);
-            let got = read(&daemon.url(), &args).await;
-            let want = read(&site.url(), &args).await;
+            let before = passed_through(&status_of(&daemon).await, "outside_cached_projects");
+            let got = api3_read(&daemon.url(), &args).await;
+            let want = api3_read(&site.url(), &args).await;
             assert_eq!(got, want, "{args}: sgcache differs from the site");
-            let after = pass_through_reasons(&daemon).await["outside_cached_projects"]
-                .as_u64()
-                .unwrap_or(0);
+            let after = passed_through(&status_of(&daemon).await, "outside_cached_projects");
             assert_eq!(after == before, local, "{args}: local = {local}");
         }
         drop(daemon);

@@ -3,38 +3,16 @@
 //! files of a task, paged full finds, schema calls) against sgcache with the shipped default
 //! selection (`config.toml`) in front of the mock site: every answer equals the site's, and at
 //! least 90 % of the requests are answered locally (sgcache's `/status` counts).
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache::config::{CliOverrides, Config};
 
+use crate::python_client::ClientScript;
+use crate::query::link;
 use crate::support::{MockSite, databases, listener, status_of, test_config, wait_primed};
-
-use crate::python_client::venv;
-
-fn run_reads(python: &Path, base_url: &str, out: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/pipeline_reads.py");
-    let output = Command::new(python)
-        .arg(script)
-        .args([base_url, "sgcache", "test-key"])
-        .arg(out)
-        .output()
-        .expect("run the Python client");
-    assert!(
-        output.status.success(),
-        "client against {base_url} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(out).expect("client output")).expect("client JSON")
-}
-
-fn link(ty: &str, id: i64) -> Value {
-    json!({"type": ty, "id": id})
-}
 
 /// A small production: 600 shots and 700 tasks (over the 500-entity page), versions, notes,
 /// published files, playlists, users in a group and a department; some link targets retired.
@@ -137,22 +115,11 @@ fn counts(status: &Value) -> (u64, u64) {
     )
 }
 
-fn python() -> Option<PathBuf> {
-    let python = venv::venv_python();
-    if python.is_none() {
-        let client = venv::CLIENT_VERSION;
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI needs python3 with {client}"
-        );
-        eprintln!("NOTE: python3 with {client} is not available: pipeline test SKIPPED");
-    }
-    python
-}
-
 #[actix_web::test]
 async fn a_pipelines_reads_are_answered_locally_and_equal_to_the_site() {
-    let Some(python) = python() else { return };
+    let Some(client) = ClientScript::new("pipeline", "pipeline_reads.py") else {
+        return;
+    };
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
     let shipped = Config::load_from(&shipped, true, &CliOverrides::default(), Vec::new())
         .expect("config.toml loads");
@@ -166,24 +133,11 @@ async fn a_pipelines_reads_are_answered_locally_and_equal_to_the_site() {
         wait_primed(&daemon, Duration::from_secs(120)).await;
         let (local_before, pass_before) = counts(&status_of(&daemon).await);
 
-        let dir = tempfile::tempdir().expect("tempdir");
-        let via_cache = {
-            let (python, url) = (python.clone(), format!("{}/", daemon.url()));
-            let out = dir.path().join("cache.json");
-            actix_web::rt::task::spawn_blocking(move || run_reads(&python, &url, &out))
-                .await
-                .expect("join")
-        };
+        let via_cache = client.answers(&daemon.url(), "cache").await;
         let status = status_of(&daemon).await;
         let (local, pass) = counts(&status);
         let (local, pass) = (local - local_before, pass - pass_before);
-        let direct = {
-            let (python, url) = (python.clone(), format!("{}/", site.url()));
-            let out = dir.path().join("site.json");
-            actix_web::rt::task::spawn_blocking(move || run_reads(&python, &url, &out))
-                .await
-                .expect("join")
-        };
+        let direct = client.answers(&site.url(), "site").await;
         let calls = direct.as_object().expect("object");
         assert!(calls.len() >= 25, "{} calls", calls.len());
         for (call, expected) in calls {

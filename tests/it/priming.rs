@@ -11,29 +11,9 @@ use serde_json::{Value, json};
 use sgcache::config::{CliOverrides, Config};
 
 use crate::support::{
-    FIXTURE_ENTITY_SCHEMA, MockSite, databases, eventually, fixture_schema_config, listener,
-    status_of, test_config, wait_primed,
+    FIXTURE_ENTITY_SCHEMA, MockSite, api3_read, databases, eventually, fixture_schema_config,
+    listener, not_null_checkbox_schema, passed_through, status_of, test_config, wait_primed,
 };
-
-/// Posts a `read` to `base` (sgcache or the site) and returns the reply.
-async fn read(base: &str, args: &Value) -> Value {
-    let body = json!({
-        "method_name": "read",
-        "params": [{"script_name": "sgcache", "script_key": "test-key"}, args],
-    });
-    let mut response = awc::Client::default()
-        .post(format!("{base}/api3/json"))
-        .send_json(&body)
-        .await
-        .expect("POST api3");
-    response.json().limit(16 << 20).await.expect("api3 JSON")
-}
-
-fn pass_through(status: &Value, reason: &str) -> u64 {
-    status["requests"]["pass_through_reasons"][reason]
-        .as_u64()
-        .unwrap_or(0)
-}
 
 /// A site with users (their `email_inbox_general` checkbox unset: `null`), a project, a shot
 /// and a task.
@@ -57,18 +37,6 @@ fn seeded_site() -> MockSite {
         |i| json!({"content": format!("t{i}"), "project": link}),
     );
     site
-}
-
-/// The fixture schema with `HumanUser.email_inbox_general` given a boolean default: sgcache
-/// makes its column NOT NULL, and the site's `null`s cannot be stored.
-fn not_null_checkbox_schema(dir: &Path) -> std::path::PathBuf {
-    let mut schema: Value =
-        serde_json::from_str(include_str!("../fixtures/schema_read.json")).expect("json");
-    schema["HumanUser"]["email_inbox_general"]["properties"]["default_value"]["value"] =
-        json!(false);
-    let path = dir.join("schema_read.json");
-    std::fs::write(&path, schema.to_string()).expect("write schema");
-    path
 }
 
 fn uncached_fields(status: &Value) -> Vec<(String, String, String)> {
@@ -118,19 +86,19 @@ async fn a_value_the_cache_cannot_store_leaves_its_field_uncached_and_priming_co
         // Reads of the field pass through and equal the site's; the rest is local.
         let users = json!({"type": "HumanUser", "return_fields": ["name", "email_inbox_general"],
                            "sorts": [{"field_name": "id", "direction": "asc"}]});
-        let from_cache = read(&daemon.url(), &users).await;
-        assert_eq!(from_cache, read(&site.url(), &users).await);
+        let from_cache = api3_read(&daemon.url(), &users).await;
+        assert_eq!(from_cache, api3_read(&site.url(), &users).await);
         assert_eq!(
             from_cache["results"]["entities"].as_array().map(Vec::len),
             Some(3)
         );
         let names = json!({"type": "HumanUser", "return_fields": ["name"]});
         assert_eq!(
-            read(&daemon.url(), &names).await,
-            read(&site.url(), &names).await
+            api3_read(&daemon.url(), &names).await,
+            api3_read(&site.url(), &names).await
         );
         let status = status_of(&daemon).await;
-        assert_eq!(pass_through(&status, "uncached_field"), 1);
+        assert_eq!(passed_through(&status, "uncached_field"), 1);
         assert_eq!(status["requests"]["served_locally_by_method"]["read"], 1);
         drop(daemon);
 
@@ -145,10 +113,13 @@ async fn a_value_the_cache_cannot_store_leaves_its_field_uncached_and_priming_co
             "nothing rescanned"
         );
         assert_eq!(
-            read(&daemon.url(), &users).await,
-            read(&site.url(), &users).await
+            api3_read(&daemon.url(), &users).await,
+            api3_read(&site.url(), &users).await
         );
-        assert_eq!(pass_through(&status_of(&daemon).await, "uncached_field"), 1);
+        assert_eq!(
+            passed_through(&status_of(&daemon).await, "uncached_field"),
+            1
+        );
         drop(daemon);
 
         // The site's definition changes (null default: a nullable column): the mark no longer
@@ -161,11 +132,11 @@ async fn a_value_the_cache_cannot_store_leaves_its_field_uncached_and_priming_co
         let status = wait_primed(&daemon, Duration::from_secs(60)).await;
         assert!(uncached_fields(&status).is_empty());
         assert_eq!(
-            read(&daemon.url(), &users).await,
-            read(&site.url(), &users).await
+            api3_read(&daemon.url(), &users).await,
+            api3_read(&site.url(), &users).await
         );
         let status = status_of(&daemon).await;
-        assert_eq!(pass_through(&status, "uncached_field"), 0);
+        assert_eq!(passed_through(&status, "uncached_field"), 0);
         assert_eq!(status["requests"]["served_locally_by_method"]["read"], 1);
         drop(daemon);
     }
@@ -222,8 +193,8 @@ async fn a_type_whose_reads_keep_failing_does_not_delay_the_others() {
         );
         let assets = json!({"type": "Asset", "return_fields": ["code"]});
         assert_eq!(
-            read(&daemon.url(), &assets).await,
-            read(&site.url(), &assets).await
+            api3_read(&daemon.url(), &assets).await,
+            api3_read(&site.url(), &assets).await
         );
         drop(daemon);
     }

@@ -14,24 +14,51 @@ use sgcache::Daemon;
 use crate::support::{MockSite, TestDb, listener, test_config, wait_primed};
 
 #[path = "../python/venv.rs"]
-pub(crate) mod venv;
+mod venv;
 
-use venv::CLIENT_VERSION;
-
-fn venv_python() -> Option<PathBuf> {
-    if let Some(python) = venv::venv_python() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI needs python3 with {CLIENT_VERSION}"
-    );
-    eprintln!("NOTE: python3 with {CLIENT_VERSION} is not available: Python client test SKIPPED");
-    None
+/// One of the client scripts of `tests/python/` (`BASE_URL SCRIPT_NAME API_KEY OUT.json`), run
+/// with the venv's interpreter and the mock site's credentials.
+pub(crate) struct ClientScript {
+    python: PathBuf,
+    script: PathBuf,
+    dir: tempfile::TempDir,
 }
 
-fn run_client(python: &Path, base_url: &str, out: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_compat.py");
+impl ClientScript {
+    /// `script` for `test`; `None` when python3 or PyPI is missing: `test` is then skipped
+    /// with a note (and fails under CI, where both must be there).
+    pub(crate) fn new(test: &str, script: &str) -> Option<ClientScript> {
+        let client = venv::CLIENT_VERSION;
+        let Some(python) = venv::venv_python() else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI needs python3 with {client}"
+            );
+            eprintln!("NOTE: python3 with {client} is not available: {test} test SKIPPED");
+            return None;
+        };
+        Some(ClientScript {
+            python,
+            script: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python")
+                .join(script),
+            dir: tempfile::tempdir().expect("tempdir"),
+        })
+    }
+
+    /// The script's answers against `base` (sgcache or the site), dumped to `{name}.json`; run
+    /// off the async runtime's thread (the daemon under test runs on it).
+    pub(crate) async fn answers(&self, base: &str, name: &str) -> Value {
+        let (python, script) = (self.python.clone(), self.script.clone());
+        let base_url = format!("{base}/");
+        let out = self.dir.path().join(format!("{name}.json"));
+        actix_web::rt::task::spawn_blocking(move || run(&python, &script, &base_url, &out))
+            .await
+            .expect("join")
+    }
+}
+
+fn run(python: &Path, script: &Path, base_url: &str, out: &Path) -> Value {
     let output = Command::new(python)
         .arg(script)
         .args([base_url, "sgcache", "test-key"])
@@ -92,7 +119,9 @@ fn populate(site: &MockSite) {
 
 #[actix_web::test]
 async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local() {
-    let Some(python) = venv_python() else { return };
+    let Some(client) = ClientScript::new("Python client", "client_compat.py") else {
+        return;
+    };
     let site = MockSite::start();
     populate(&site);
     let test_db = TestDb::sqlite();
@@ -108,16 +137,8 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     wait_primed(&daemon, Duration::from_secs(120)).await;
 
-    let dir = tempfile::tempdir().expect("tempdir");
     site.clear_requests();
-    let via_cache = {
-        let python = python.clone();
-        let url = format!("{}/", daemon.url());
-        let out = dir.path().join("cache.json");
-        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out))
-            .await
-            .expect("join")
-    };
+    let via_cache = client.answers(&daemon.url(), "cache").await;
     let reached_site: Vec<_> = site
         .requests()
         .into_iter()
@@ -126,13 +147,7 @@ async fn the_official_client_gets_the_sites_answers_and_cached_reads_stay_local(
             (r.method, r.entity_type, project)
         })
         .collect();
-    let direct = {
-        let url = format!("{}/", site.url());
-        let out = dir.path().join("site.json");
-        actix_web::rt::task::spawn_blocking(move || run_client(&python, &url, &out))
-            .await
-            .expect("join")
-    };
+    let direct = client.answers(&site.url(), "site").await;
 
     for (call, expected) in direct.as_object().expect("object") {
         assert_eq!(

@@ -5,20 +5,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
 use sgcache::api3::read::ReadRequest;
+use sgcache::db::Pools;
 use sgcache::db::reader::execute;
 use sgcache::db::writer::{
     Apply, DbWriterHandle, EntityStatePatch, UpsertMode, WriteOp, load_complete,
 };
-use sgcache::db::{self, Pools};
 use sgcache::query::plan::plan_read_at;
 use sgcache::query::rules::Rules;
 use sgcache::query::{Decision, plan_read};
 use sgcache::schema::{CachedSchema, SiteSchema};
-use sgcache::state::CacheState;
 
-use crate::support::{MockSite, TestDb, databases, fixture_schema_config, test_config};
+use crate::support::{MockSite, SchemaApplied, TestDb, databases, fixture_schema_applied};
 
 pub(crate) const NOW: &str = "2024-03-06T12:00:00Z"; // a Wednesday
 
@@ -159,18 +157,16 @@ fn dataset() -> Vec<WriteOp> {
     ]
 }
 
-async fn setup(test_db: &TestDb) -> Ctx {
-    let mut config = test_config(test_db, None);
-    fixture_schema_config(&mut config);
-    let pools = db::connect(&config.database).await.expect("connect");
-    db::migrate(&pools).await.expect("migrate");
-    let (writer, arbiter) =
-        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-    let src = fetch_schema(&config, None).await.expect("schema");
-    let applied = apply_schema(&src, &config, &pools, &writer)
-        .await
-        .expect("apply");
-    let mut ops = dataset();
+/// A cache with the fixture schema applied, the rows `rows` gives written through the
+/// DbWriter, and every cached type complete.
+async fn cache_with(test_db: &TestDb, rows: impl FnOnce(&CachedSchema) -> Vec<WriteOp>) -> Ctx {
+    let SchemaApplied {
+        pools,
+        writer,
+        arbiter,
+        applied,
+    } = fixture_schema_applied(test_db).await;
+    let mut ops = rows(&applied.cached);
     for ty in applied.cached.types.keys() {
         ops.push(WriteOp::EntityState {
             entity_type: ty.clone(),
@@ -190,6 +186,10 @@ async fn setup(test_db: &TestDb) -> Ctx {
         writer,
         _arbiter: arbiter,
     }
+}
+
+async fn setup(test_db: &TestDb) -> Ctx {
+    cache_with(test_db, |_| dataset()).await
 }
 
 async fn apply(writer: &DbWriterHandle, ops: Vec<WriteOp>) {
@@ -1352,50 +1352,27 @@ fn rng_pick<T: Clone>(rng: &mut Rng, items: &[T]) -> T {
 /// Copies every row of the mock into the cache through the DbWriter, links as stored (links to
 /// retired entities too, as a cache that saw them before the retirement holds them).
 pub(crate) async fn copy_mock(site: &MockSite, test_db: &TestDb) -> Ctx {
-    let mut config = test_config(test_db, None);
-    fixture_schema_config(&mut config);
-    let pools = db::connect(&config.database).await.expect("connect");
-    db::migrate(&pools).await.expect("migrate");
-    let (writer, arbiter) =
-        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-    let src = fetch_schema(&config, None).await.expect("schema");
-    let applied = apply_schema(&src, &config, &pools, &writer)
-        .await
-        .expect("apply");
-    let mut ops = Vec::new();
-    for ty in applied.cached.types.keys() {
-        for retired in [false, true] {
-            let records: Vec<Value> = site
-                .stored_entities(ty)
-                .into_iter()
-                .filter(|r| r["_retired"] == json!(retired))
-                .map(|mut r| {
-                    r.as_object_mut().unwrap().remove("_retired");
-                    r
-                })
-                .collect();
-            if !records.is_empty() {
-                ops.push(upsert(ty, !retired, records));
+    cache_with(test_db, |cached| {
+        let mut ops = Vec::new();
+        for ty in cached.types.keys() {
+            for retired in [false, true] {
+                let records: Vec<Value> = site
+                    .stored_entities(ty)
+                    .into_iter()
+                    .filter(|r| r["_retired"] == json!(retired))
+                    .map(|mut r| {
+                        r.as_object_mut().unwrap().remove("_retired");
+                        r
+                    })
+                    .collect();
+                if !records.is_empty() {
+                    ops.push(upsert(ty, !retired, records));
+                }
             }
         }
-        ops.push(WriteOp::EntityState {
-            entity_type: ty.clone(),
-            patch: EntityStatePatch {
-                complete: Some(true),
-                ..Default::default()
-            },
-        });
-    }
-    apply(&writer, ops).await;
-    let complete = load_complete(&pools.reader).await.expect("complete");
-    Ctx {
-        pools,
-        site: applied.site,
-        cached: applied.cached,
-        complete,
-        writer,
-        _arbiter: arbiter,
-    }
+        ops
+    })
+    .await
 }
 
 async fn mock_read(site: &MockSite, args: &Value) -> Result<Value, String> {

@@ -7,23 +7,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{MockSite, databases, listener, status_of, test_config, wait_primed};
+use crate::support::{
+    MockSite, api3, assert_answered_locally, databases, listener, status_of, test_config,
+    until_equal, wait_primed,
+};
 
-/// Posts `method` with `args` to `base` and returns the reply.
+/// Posts `method` with `args` to `base`; the reply, which must not be a fault.
 async fn call(base: &str, method: &str, args: Value) -> Value {
-    let body = json!({
-        "method_name": method,
-        "params": [{"script_name": "sgcache", "script_key": "test-key"}, args],
-    });
-    let mut response = awc::Client::default()
-        .post(format!("{base}/api3/json"))
-        .send_json(&body)
-        .await
-        .expect("POST api3");
-    let reply: Value = response.json().limit(16 << 20).await.expect("api3 JSON");
+    let reply = api3(base, method, &args).await;
     assert!(
         reply.get("exception").is_none(),
-        "{method} {body}: fault {reply}"
+        "{method} {args}: fault {reply}"
     );
     reply
 }
@@ -46,29 +40,14 @@ async fn agree(daemon: &sgcache::Daemon, site: &MockSite, what: &str) -> Vec<Val
     let mut out = Vec::new();
     for args in reads() {
         let want = call(&site.url(), "read", args.clone()).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = call(&daemon.url(), "read", args.clone()).await;
-            if got == want {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: {args}\n  sgcache {got}\n  site    {want}"
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = daemon.url();
+        until_equal(&want, &format!("{what}: {args}"), || {
+            call(&url, "read", args.clone())
+        })
+        .await;
         out.push(want);
     }
-    let local = status_of(daemon).await["requests"]["pass_through_reasons"].clone();
-    assert!(
-        local
-            .as_object()
-            .expect("pass_through_reasons")
-            .iter()
-            .all(|(reason, n)| reason == "write" || n == 0),
-        "{what}: every read was answered locally: {local}"
-    );
+    assert_answered_locally(daemon, &["write"], what).await;
     out
 }
 

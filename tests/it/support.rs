@@ -1,15 +1,18 @@
 //! Test fixtures: databases on both backends, configs, and an in-process daemon.
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use serde_json::{Value, json};
+use sgcache::actors::schema_loader::{Applied, apply_schema, fetch_schema};
 use sgcache::config::{Config, Secret};
-use sgcache::db::Pools;
+use sgcache::db::writer::DbWriterHandle;
+use sgcache::db::{self, Pools};
 use sgcache::schema::{CachedSchema, ColumnLayout, SqlType};
+use sgcache::state::CacheState;
 
 pub use sgcache_mock_site::MockSite;
 
@@ -174,6 +177,51 @@ pub fn test_config(db: &TestDb, site: Option<&MockSite>) -> Config {
 pub fn fixture_schema_config(config: &mut Config) {
     config.schema.file = Some(PathBuf::from(FIXTURE_SCHEMA));
     config.schema.entity_file = Some(PathBuf::from(FIXTURE_ENTITY_SCHEMA));
+}
+
+/// The fixture schema with `HumanUser.email_inbox_general` given a boolean default, written
+/// under `dir`: sgcache makes its column NOT NULL, and the site's `null`s cannot be stored.
+pub fn not_null_checkbox_schema(dir: &Path) -> PathBuf {
+    let mut schema: Value =
+        serde_json::from_str(include_str!("../fixtures/schema_read.json")).expect("json");
+    schema["HumanUser"]["email_inbox_general"]["properties"]["default_value"]["value"] =
+        json!(false);
+    let path = dir.join("schema_read.json");
+    std::fs::write(&path, schema.to_string()).expect("write schema");
+    path
+}
+
+/// A cache without a daemon: the database migrated, a DbWriter running, and the schema of
+/// `config`'s schema files applied.
+pub struct SchemaApplied {
+    pub pools: Pools,
+    pub writer: DbWriterHandle,
+    pub arbiter: actix::Arbiter,
+    pub applied: Applied,
+}
+
+pub async fn apply_config_schema(config: &Config) -> SchemaApplied {
+    let pools = db::connect(&config.database).await.expect("connect");
+    db::migrate(&pools).await.expect("migrate");
+    let (writer, arbiter) =
+        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
+    let src = fetch_schema(config, None).await.expect("schema");
+    let applied = apply_schema(&src, config, &pools, &writer)
+        .await
+        .expect("apply");
+    SchemaApplied {
+        pools,
+        writer,
+        arbiter,
+        applied,
+    }
+}
+
+/// [`apply_config_schema`] of the fixture schema.
+pub async fn fixture_schema_applied(db: &TestDb) -> SchemaApplied {
+    let mut config = test_config(db, None);
+    fixture_schema_config(&mut config);
+    apply_config_schema(&config).await
 }
 
 pub fn listener() -> TcpListener {
@@ -491,18 +539,84 @@ pub async fn status_of(daemon: &sgcache::Daemon) -> Value {
     response.json().limit(10 << 20).await.expect("JSON")
 }
 
+/// `/status` says types are cached and every one is complete.
+pub fn every_type_complete(status: &Value) -> bool {
+    let cached = status["schema"]["cached_types"].as_u64().unwrap_or(0);
+    cached > 0 && status["schema"]["complete_types"].as_u64() == Some(cached)
+}
+
 /// Waits until every cached type is complete and the scanner's run has ended; returns `/status`.
 pub async fn wait_primed(daemon: &sgcache::Daemon, within: Duration) -> Value {
     eventually(within, "every cached type complete", || async {
         let status = status_of(daemon).await;
         let loaded = status["schema"]["loaded"] == true;
-        let cached = status["schema"]["cached_types"].as_u64().unwrap_or(0);
-        let complete = status["schema"]["complete_types"].as_u64().unwrap_or(0);
         // The scanner's own figures are updated when its run ends.
         let idle = status["actors"]["scanner"]["running"] == false;
-        (loaded && cached > 0 && cached == complete && idle).then_some(status)
+        (loaded && every_type_complete(&status) && idle).then_some(status)
     })
     .await
+}
+
+/// Reads through `read` until the reply equals `want` (the site's), for up to 20 s while
+/// events land; fails naming `what`.
+pub async fn until_equal<F, Fut>(want: &Value, what: &str, mut read: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = read().await;
+        if got == *want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}\n  sgcache {got}\n  site    {want}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `/status`: no client request was passed through but for the `allowed` reasons; fails
+/// naming `what`.
+pub async fn assert_answered_locally(daemon: &sgcache::Daemon, allowed: &[&str], what: &str) {
+    let reasons = status_of(daemon).await["requests"]["pass_through_reasons"].clone();
+    assert!(
+        reasons
+            .as_object()
+            .expect("pass_through_reasons")
+            .iter()
+            .all(|(reason, n)| allowed.contains(&reason.as_str()) || n == 0),
+        "{what}: every read was answered locally: {reasons}"
+    );
+}
+
+/// `/status`: how many client requests sgcache passed through for `reason`.
+pub fn passed_through(status: &Value, reason: &str) -> u64 {
+    status["requests"]["pass_through_reasons"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Posts `method` with `args` to `base` (sgcache or the site) with the mock site's
+/// credentials; the reply.
+pub async fn api3(base: &str, method: &str, args: &Value) -> Value {
+    let body = json!({
+        "method_name": method,
+        "params": [{"script_name": "sgcache", "script_key": "test-key"}, args],
+    });
+    let mut response = awc::Client::default()
+        .post(format!("{base}/api3/json"))
+        .send_json(&body)
+        .await
+        .expect("POST api3");
+    response.json().limit(16 << 20).await.expect("api3 JSON")
+}
+
+/// [`api3`] of a `read`.
+pub async fn api3_read(base: &str, args: &Value) -> Value {
+    api3(base, "read", args).await
 }
 
 /// A typed `/status` section as the JSON `/status` serves.

@@ -2,12 +2,11 @@
 //! revive, link changes, and the checkpoint moving in the same transaction as the changes.
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Map, Value, json};
-use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
+use sgcache::actors::schema_loader::fetch_schema;
 use sgcache::db::writer::{Apply, Checkpoint, DbWriterHandle, UpsertMode, WriteOp};
-use sgcache::db::{self, Pools, registry};
-use sgcache::state::CacheState;
+use sgcache::db::{Pools, registry};
 
-use crate::support::{databases, fixture_schema_config, test_config};
+use crate::support::{databases, fixture_schema_applied, fixture_schema_config, test_config};
 
 fn record(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
@@ -60,17 +59,8 @@ fn s(v: &str) -> Option<String> {
 }
 
 async fn setup(test_db: &crate::support::TestDb) -> (Pools, DbWriterHandle, actix::Arbiter) {
-    let mut config = test_config(test_db, None);
-    fixture_schema_config(&mut config);
-    let pools = db::connect(&config.database).await.expect("connect");
-    db::migrate(&pools).await.expect("migrate");
-    let (writer, arbiter) =
-        DbWriterHandle::start(pools.writer.clone(), pools.backend, CacheState::new());
-    let src = fetch_schema(&config, None).await.expect("schema");
-    apply_schema(&src, &config, &pools, &writer)
-        .await
-        .expect("apply");
-    (pools, writer, arbiter)
+    let cache = fixture_schema_applied(test_db).await;
+    (cache.pools, cache.writer, cache.arbiter)
 }
 
 fn upsert(records: Vec<Map<String, Value>>, mode: UpsertMode) -> WriteOp {

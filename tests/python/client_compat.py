@@ -5,27 +5,13 @@ directly; the test then compares the two dumps and checks which calls reached th
 
     python client_compat.py BASE_URL SCRIPT_NAME API_KEY OUT.json
 """
-import datetime
-import json
-import sys
-
 import shotgun_api3
 
-
-def plain(value):
-    """JSON-able form of what the client returns (it turns date-times into datetime objects)."""
-    if isinstance(value, (datetime.datetime, datetime.date)):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+import _client
 
 
 def main():
-    base_url, script_name, api_key, out = sys.argv[1:5]
-    sg = shotgun_api3.Shotgun(base_url, script_name=script_name, api_key=api_key)
+    sg, out = _client.connect()
     fields = ["code", "sg_status_list", "sg_sequence", "project", "assets", "sg_cut_in", "updated_at",
               "sg_sequence.Sequence.code"]
     calls = {}
@@ -60,8 +46,7 @@ def main():
     except shotgun_api3.Fault as e:
         calls["summarize"] = "Fault: %s" % e
     calls["uncached_type"] = sg.find("Version", [], ["code"])
-    with open(out, "w") as f:
-        json.dump(plain(calls), f, indent=1, sort_keys=True)
+    _client.dump(calls, out)
     print("client_compat: %d calls, %d shots paged" % (len(calls), len(calls["find_all_paged"])))
 
 

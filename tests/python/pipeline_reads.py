@@ -6,27 +6,11 @@ locally.
 
     python pipeline_reads.py BASE_URL SCRIPT_NAME API_KEY OUT.json
 """
-import datetime
-import json
-import sys
-
-import shotgun_api3
-
-
-def plain(value):
-    """JSON-able form of what the client returns (it turns date-times into datetime objects)."""
-    if isinstance(value, (datetime.datetime, datetime.date)):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+import _client
 
 
 def main():
-    base_url, script_name, api_key, out = sys.argv[1:5]
-    sg = shotgun_api3.Shotgun(base_url, script_name=script_name, api_key=api_key)
+    sg, out = _client.connect()
     calls = {}
     # Toolkit context: the project, its steps, the user, a task.
     project = sg.find_one("Project", [["name", "is", "Film"]], ["name"])
@@ -76,8 +60,7 @@ def main():
     calls["users"] = sg.find("HumanUser", [], ["name", "login", "department"])
     calls["schema_read"] = sg.schema_read()
     calls["schema_field_read"] = sg.schema_field_read("Task")
-    with open(out, "w") as f:
-        json.dump(plain(calls), f, indent=1, sort_keys=True)
+    _client.dump(calls, out)
     print("pipeline_reads: %d calls" % len(calls))
 
 

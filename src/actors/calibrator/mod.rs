@@ -29,6 +29,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::tick::{Parts, Runs};
 use super::{ActorSnapshot, ActorStats};
 use crate::config::Config;
 use crate::db::Pools;
@@ -280,13 +281,10 @@ struct Trigger {
 }
 
 pub struct Calibrator {
-    config: Arc<Config>,
-    pools: Pools,
-    writer: DbWriterHandle,
-    cache: Arc<CacheState>,
+    parts: Parts,
     stats: Arc<CalibratorStats>,
     client: Option<Rc<UpstreamClient>>,
-    in_flight: bool,
+    runs: Runs,
     last: Option<(Instant, Trigger)>,
 }
 
@@ -300,13 +298,10 @@ impl Calibrator {
     ) -> Calibrator {
         stats.enabled.store(true, Ordering::Relaxed);
         Calibrator {
-            config,
-            pools,
-            writer,
-            cache,
+            parts: Parts::new(config, pools, writer, cache),
             stats,
             client: None,
-            in_flight: false,
+            runs: Runs::default(),
             last: None,
         }
     }
@@ -315,22 +310,20 @@ impl Calibrator {
     fn due(&self, trigger: &Trigger) -> bool {
         match &self.last {
             None => true,
-            Some((at, last)) => last != trigger || at.elapsed() >= self.config.calibration.interval,
+            Some((at, last)) => {
+                last != trigger || at.elapsed() >= self.parts.config.calibration.interval
+            }
         }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight {
-            self.stats
-                .actor
-                .skipped_ticks
-                .fetch_add(1, Ordering::Relaxed);
+        if self.runs.skip(&self.stats.actor, true) {
             return;
         }
         let Some(client) = self.client.clone() else {
             return;
         };
-        let view = self.cache.view();
+        let view = self.parts.cache.view();
         let trigger = Trigger {
             schema: Arc::as_ptr(&view.schema) as usize,
             complete: view.complete.clone(),
@@ -339,12 +332,12 @@ impl Calibrator {
             return;
         }
         self.last = Some((Instant::now(), trigger));
-        self.in_flight = true;
-        let (pools, backend) = (self.pools.clone(), self.pools.backend);
-        let (writer, stats) = (self.writer.clone(), self.stats.clone());
-        let max = self.config.calibration.max_requests;
-        let projects = self.config.scanner.projects.clone();
-        let pinned: Vec<Rule> = (self.config.calibration.pinned_values())
+        self.runs.start();
+        let (pools, backend) = (self.parts.pools.clone(), self.parts.pools.backend);
+        let (writer, stats) = (self.parts.writer.clone(), self.stats.clone());
+        let max = self.parts.config.calibration.max_requests;
+        let projects = self.parts.config.scanner.projects.clone();
+        let pinned: Vec<Rule> = (self.parts.config.calibration.pinned_values())
             .unwrap_or_default()
             .iter()
             .map(|v| v.rule())
@@ -377,7 +370,7 @@ impl Calibrator {
                 stats.actor.error(e);
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|(), act, _| act.in_flight = false));
+        ctx.spawn(fut.into_actor(self).map(|(), act, _| act.runs.end()));
     }
 }
 
@@ -410,8 +403,9 @@ impl Actor for Calibrator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.client = UpstreamClient::configured(&self.config.shotgun).map(Rc::new);
-        let poll = self.config.calibration.interval.min(Duration::from_secs(1));
+        self.client = self.parts.site_client();
+        let interval = self.parts.config.calibration.interval;
+        let poll = interval.min(Duration::from_secs(1));
         ctx.run_interval(poll, |act, ctx| act.tick(ctx));
     }
 }

@@ -1,5 +1,4 @@
 //! The actor: one poll at a time, rescheduled after each (immediately after a full page).
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,11 +10,11 @@ use super::cursor::Cursor;
 use super::page::{PageReport, PollContext, load_cursor, poll_page};
 use super::stats::EventPollerStats;
 use crate::actors::schema_loader::{Reload, SchemaLoader};
+use crate::actors::tick::{Parts, Runs};
 use crate::config::Config;
 use crate::db::Pools;
 use crate::db::writer::DbWriterHandle;
 use crate::state::CacheState;
-use crate::upstream::{UpstreamClient, backoff_delay};
 
 /// The actor: one poll at a time, rescheduled after each (immediately after a full page).
 pub struct EventPoller {
@@ -26,8 +25,7 @@ pub struct EventPoller {
     continue_from: Option<i64>,
     poll_interval: Duration,
     retry_backoff: Duration,
-    in_flight: bool,
-    failures: u32,
+    runs: Runs,
 }
 
 impl EventPoller {
@@ -39,43 +37,34 @@ impl EventPoller {
         schema_loader: Option<Addr<SchemaLoader>>,
         stats: Arc<EventPollerStats>,
     ) -> Self {
-        let ctx = config.shotgun.url.is_some().then(|| PollContext {
-            upstream: Rc::new(UpstreamClient::new(&config.shotgun)),
-            config: config.clone(),
-            pools,
-            writer,
-            cache,
-        });
+        let parts = Parts::new(config, pools, writer, cache);
         EventPoller {
-            ctx,
+            poll_interval: parts.config.events.poll_interval,
+            retry_backoff: parts.config.shotgun.retry_backoff,
+            ctx: parts
+                .site_client()
+                .map(|upstream| PollContext { parts, upstream }),
             schema_loader,
             stats,
             cursor: None,
             continue_from: None,
-            poll_interval: config.events.poll_interval,
-            retry_backoff: config.shotgun.retry_backoff,
-            in_flight: false,
-            failures: 0,
+            runs: Runs::default(),
         }
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight {
-            self.stats
-                .actor
-                .skipped_ticks
-                .fetch_add(1, Ordering::Relaxed);
+        if self.runs.skip(&self.stats.actor, true) {
             return;
         }
         let Some(poll_ctx) = self.ctx.clone() else {
             return;
         };
         // Without the cached schema every event would look uncached: wait for it.
-        if poll_ctx.cache.view().schema.types.is_empty() {
+        if poll_ctx.parts.cache.view().schema.types.is_empty() {
             ctx.run_later(self.poll_interval, |act, ctx| act.poll(ctx));
             return;
         }
-        self.in_flight = true;
+        self.runs.start();
         self.stats.polls.fetch_add(1, Ordering::Relaxed);
         let cursor = self.cursor.clone();
         let continue_from = self.continue_from;
@@ -87,10 +76,10 @@ impl EventPoller {
             poll_page(&poll_ctx, &cursor, continue_from).await
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
-            act.in_flight = false;
+            act.runs.end();
             let delay = match result {
                 Ok((cursor, report)) => {
-                    act.failures = 0;
+                    act.runs.succeeded();
                     act.record(&cursor, &report);
                     if report.reload_schema
                         && let Some(loader) = &act.schema_loader
@@ -106,10 +95,9 @@ impl EventPoller {
                     }
                 }
                 Err(err) => {
-                    act.failures += 1;
-                    let delay = backoff_delay(act.retry_backoff, act.failures)
+                    let delay = act.runs.failed(act.retry_backoff)
                         .max(act.poll_interval.min(Duration::from_secs(1)));
-                    warn!(error = %err, attempt = act.failures, delay_ms = delay.as_millis() as u64, "event poll failed; retrying from the same event");
+                    warn!(error = %err, attempt = act.runs.failures(), delay_ms = delay.as_millis() as u64, "event poll failed; retrying from the same event");
                     act.stats.actor.error(&err);
                     delay
                 }

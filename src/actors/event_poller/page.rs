@@ -2,7 +2,6 @@
 //! the page's changes with the new checkpoint in one transaction.
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -13,11 +12,10 @@ use super::cursor::{Cursor, OpenGaps};
 use super::plan::{Action, EventKind, Planned, event_date_time, plan_event};
 use super::stats::KindCounts;
 use super::{MAX_OPEN_GAPS, PAGE_SIZE, PollError};
-use crate::config::Config;
-use crate::db::writer::{Apply, DbWriterHandle, UpsertMode, WriteOp};
-use crate::db::{Pools, registry};
+use crate::actors::tick::Parts;
+use crate::db::registry;
+use crate::db::writer::{Apply, UpsertMode, WriteOp};
 use crate::schema::CachedSchema;
-use crate::state::CacheState;
 use crate::upstream::UpstreamClient;
 use crate::upstream::fetch::{self, ReadArgs};
 use crate::upstream::refresh::{
@@ -96,19 +94,17 @@ pub async fn newest_event_id(upstream: &UpstreamClient) -> Result<i64, PollError
         .unwrap_or(0))
 }
 
-/// Everything one poll needs (cheap clones; moved into the future).
+/// Everything one poll needs (cheap clones; moved into the future): the poller's parts and
+/// the site's client.
 #[derive(Clone)]
 pub struct PollContext {
-    pub config: Arc<Config>,
-    pub pools: Pools,
-    pub writer: DbWriterHandle,
-    pub cache: Arc<CacheState>,
+    pub parts: Parts,
     pub upstream: Rc<UpstreamClient>,
 }
 
 /// Loads the stored checkpoint, or starts at the site's newest event (and stores that).
 pub async fn load_cursor(ctx: &PollContext) -> Result<Cursor, PollError> {
-    if let Some(row) = registry::event_cursor(&ctx.pools.reader).await? {
+    if let Some(row) = registry::event_cursor(&ctx.parts.pools.reader).await? {
         return Ok(Cursor {
             last_event_id: row.last_event_id,
             open_gaps: OpenGaps::parse(&row.open_gaps),
@@ -119,7 +115,8 @@ pub async fn load_cursor(ctx: &PollContext) -> Result<Cursor, PollError> {
         last_event_id: newest,
         open_gaps: OpenGaps::default(),
     };
-    ctx.writer
+    ctx.parts
+        .writer
         .apply(Apply {
             ops: vec![],
             checkpoint: Some(cursor.checkpoint()),
@@ -344,13 +341,13 @@ pub async fn poll_page(
     cursor: &Cursor,
     continue_from: Option<i64>,
 ) -> Result<(Cursor, PageReport), PollError> {
-    let schema = ctx.cache.view().schema;
+    let schema = ctx.parts.cache.view().schema;
     let mut next = cursor.clone();
     let mut report = PageReport::default();
     let now = Utc::now();
     expire_gaps(
         &mut next.open_gaps,
-        ctx.config.events.gap_window,
+        ctx.parts.config.events.gap_window,
         now,
         &mut report,
     );
@@ -378,6 +375,7 @@ pub async fn poll_page(
     let relinked = relink_wanted(ctx, &schema, &plans).await?;
     let (ops, fetched_used) = page_ops(&plans, &fetched, relinked, &mut report);
     let outcome = ctx
+        .parts
         .writer
         .apply(Apply {
             ops,
@@ -416,7 +414,8 @@ async fn fetch_missing(
         ops.extend(refreshed.ops(Some(event_id), Gone::Keep));
     }
     if !ops.is_empty() {
-        ctx.writer
+        ctx.parts
+            .writer
             .apply(Apply {
                 ops,
                 checkpoint: None,

@@ -15,6 +15,7 @@ use super::scan::{
     ScanObserver, ScanOptions, ScanProgress, ScanSummary, scan_type_full, scan_type_incremental,
 };
 use super::stats::{ScanRun, ScannerStats, TypeFailure};
+use crate::actors::tick::{Parts, Runs};
 use crate::config::Config;
 use crate::db::writer::DbWriterHandle;
 use crate::db::{Pools, registry};
@@ -94,18 +95,14 @@ impl RunReport {
 /// Runs full scans of incomplete types (one type at a time) and, every `scanner.interval`,
 /// incremental scans of complete types. Waits for the schema to be loaded.
 pub struct Scanner {
-    config: Arc<Config>,
-    pools: Pools,
-    writer: DbWriterHandle,
-    cache: Arc<CacheState>,
+    parts: Parts,
     upstream: Option<Rc<UpstreamClient>>,
     stats: Arc<ScannerStats>,
     opts: ScanOptions,
-    in_flight: bool,
+    runs: Runs,
     next_incremental: Instant,
     next_reconcile: Instant,
     retry_at: Option<Instant>,
-    failures: u32,
     /// Types whose last scan failed: (failures in a row, when to try again).
     type_retry: BTreeMap<String, (u32, Instant)>,
 }
@@ -118,21 +115,16 @@ impl Scanner {
         cache: Arc<CacheState>,
         stats: Arc<ScannerStats>,
     ) -> Scanner {
-        let upstream = UpstreamClient::configured(&config.shotgun).map(Rc::new);
-        let next_reconcile = Instant::now() + config.scanner.reconcile_interval;
+        let parts = Parts::new(config, pools, writer, cache);
         Scanner {
-            next_reconcile,
-            opts: ScanOptions::from_config(&config),
-            config,
-            pools,
-            writer,
-            cache,
-            upstream,
+            next_reconcile: Instant::now() + parts.config.scanner.reconcile_interval,
+            opts: ScanOptions::from_config(&parts.config),
+            upstream: parts.site_client(),
+            parts,
             stats,
-            in_flight: false,
+            runs: Runs::default(),
             next_incremental: Instant::now(),
             retry_at: None,
-            failures: 0,
             type_retry: BTreeMap::new(),
         }
     }
@@ -148,19 +140,15 @@ impl Scanner {
             return;
         };
         let now = Instant::now();
-        if self.in_flight {
-            if now >= self.next_incremental {
-                self.stats
-                    .actor
-                    .skipped_ticks
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        // While a run is in flight, a tick counts as skipped when an incremental scan was due.
+        let due = now >= self.next_incremental;
+        if self.runs.skip(&self.stats.actor, due) {
             return;
         }
         if self.retry_at.is_some_and(|at| now < at) {
             return;
         }
-        let view = self.cache.view();
+        let view = self.parts.cache.view();
         if view.schema.types.is_empty() {
             return;
         }
@@ -181,24 +169,24 @@ impl Scanner {
             return;
         }
         if incremental_due {
-            self.next_incremental = now + self.config.scanner.interval;
+            self.next_incremental = now + self.parts.config.scanner.interval;
             self.set_next_run(self.next_incremental);
         }
         let reconcile_due = incremental_due && now >= self.next_reconcile;
         if reconcile_due {
-            self.next_reconcile = now + self.config.scanner.reconcile_interval;
+            self.next_reconcile = now + self.parts.config.scanner.reconcile_interval;
         }
-        self.in_flight = true;
+        self.runs.start();
         self.retry_at = None;
         self.stats.running.store(true, Ordering::Relaxed);
         let run = Run {
             upstream,
             schema: view.schema.clone(),
-            reader: self.pools.reader.clone(),
-            writer: self.writer.clone(),
+            reader: self.parts.pools.reader.clone(),
+            writer: self.parts.writer.clone(),
             opts: self.opts.clone(),
             stats: self.stats.clone(),
-            cache: self.cache.clone(),
+            cache: self.parts.cache.clone(),
             incremental_due,
             reconcile_due,
             waiting,
@@ -212,14 +200,14 @@ impl Scanner {
 
     /// A run ended: record it and each type's outcome, or schedule the retry with back-off.
     fn finished(&mut self, result: Result<(RunReport, Duration), ScanError>) {
-        self.in_flight = false;
+        self.runs.end();
         self.stats.running.store(false, Ordering::Relaxed);
         if let Ok(mut current) = self.stats.current.lock() {
             *current = None;
         }
         match result {
             Ok((report, took)) => {
-                self.failures = 0;
+                self.runs.succeeded();
                 self.stats.actor.handled();
                 if let Ok(mut last) = self.stats.last_run.lock() {
                     *last = Some(ScanRun {
@@ -234,8 +222,7 @@ impl Scanner {
             Err(err) => {
                 warn!(error = %err, "scan failed");
                 self.stats.actor.error(&err);
-                self.failures += 1;
-                let delay = backoff_delay(self.config.shotgun.retry_backoff, self.failures);
+                let delay = self.runs.failed(self.parts.config.shotgun.retry_backoff);
                 let at = Instant::now() + delay;
                 self.retry_at = Some(at);
                 // The incremental scan that failed is due again after the back-off.
@@ -257,7 +244,7 @@ impl Scanner {
         }
         for (entity_type, error) in report.failed {
             let failures = self.type_retry.get(&entity_type).map_or(0, |(n, _)| *n) + 1;
-            let delay = backoff_delay(self.config.shotgun.retry_backoff, failures);
+            let delay = backoff_delay(self.parts.config.shotgun.retry_backoff, failures);
             let at = Instant::now() + delay;
             self.next_incremental = self.next_incremental.min(at);
             self.type_retry.insert(entity_type.clone(), (failures, at));
@@ -381,7 +368,8 @@ impl Actor for Scanner {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let poll = self.config.scanner.interval.min(Duration::from_millis(500));
+        let interval = self.parts.config.scanner.interval;
+        let poll = interval.min(Duration::from_millis(500));
         self.tick(ctx);
         ctx.run_interval(poll, |act, ctx| act.tick(ctx));
     }

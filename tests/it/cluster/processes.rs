@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::pg_db;
 use crate::crash::{Sgcache, compare, seed};
-use crate::support::{MockSite, eventually};
+use crate::support::{MockSite, eventually, every_type_complete};
 
 /// `events.poll_interval` of [`Sgcache::spawn`].
 const POLL: Duration = Duration::from_millis(50);
@@ -39,10 +39,7 @@ async fn kill_9_of_the_leader_mid_stream_a_follower_leads_and_the_cache_equals_t
         || async {
             let all = statuses(&instances).await?;
             let leaders = leaders(&all);
-            let primed = all.iter().all(|s| {
-                let cached = s["schema"]["cached_types"].as_u64().unwrap_or(0);
-                cached > 0 && s["schema"]["complete_types"] == cached
-            });
+            let primed = all.iter().all(every_type_complete);
             (leaders.len() == 1 && primed).then(|| leaders[0])
         },
     )
