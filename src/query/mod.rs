@@ -164,6 +164,8 @@ pub struct CompiledRead {
     /// `entity_count` is part of the reply (not asked `return_paging_info_without_counts`).
     pub counts: bool,
     pub fields: Vec<OutField>,
+    /// The page's ids and sort keys (the inner query of `page`).
+    pub ids: Sql,
     /// One statement per multi-entity return field, run over the page's ids.
     pub multis: Vec<MultiRead>,
     pub entities_per_page: u32,

@@ -167,6 +167,7 @@ fn decide(
             count: b.count,
             counts: !req.without_counts,
             fields: b.fields,
+            ids: b.ids,
             multis: b.multis,
             entities_per_page: req.entities_per_page,
             current_page: req.current_page,

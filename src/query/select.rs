@@ -17,7 +17,7 @@ use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
 use super::links::resolved_row;
 use super::paths::{Hop, PathError, Resolved};
-use super::sql::{Dialect, Sql, col, ident};
+use super::sql::{Sql, col, ident};
 use crate::api3::read::{ReadRequest, ReturnOnly};
 use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
 
@@ -101,8 +101,9 @@ fn resolve_value_path<'a>(
 }
 
 /// The links of one multi-entity return field for the rows of a page, in one statement over
-/// the page's ids: rows `(parent_id, type, id, name)` ordered by parent and position, the links
-/// that do not resolve left out (see [`super::links`]).
+/// the page's ids (the page's inner query, so it can run before the page and each entity be
+/// written as its row is read): rows `(parent_id, type, id, name)` ordered by parent and
+/// position, the links that do not resolve left out (see [`super::links`]).
 #[derive(Clone, Debug)]
 pub struct MultiRead {
     /// `SELECT ... WHERE <the link resolves> AND `: the ids condition and the order follow.
@@ -112,18 +113,21 @@ pub struct MultiRead {
 }
 
 impl MultiRead {
-    /// The statement for the page rows `ids`.
-    pub fn statement(&self, dialect: Dialect, ids: &[i64]) -> Sql {
+    /// The statement for the page whose ids (and sort keys) `ids` selects.
+    pub fn statement(&self, ids: &Sql) -> Sql {
         self.head
             .clone()
-            .push(dialect.in_ids(&self.parent, ids))
-            .text(format!(" ORDER BY {}, {}", self.parent, self.position))
+            .text(format!("{} IN (SELECT q.{} FROM (", self.parent, ident(ID)))
+            .push(ids.clone())
+            .text(format!(") q) ORDER BY {}, {}", self.parent, self.position))
     }
 }
 
 /// The compiled page and count statements plus the decoding plan.
 pub struct Built {
     pub page: Sql,
+    /// The inner query of the page: its ids and sort keys (see [`MultiRead::statement`]).
+    pub ids: Sql,
     pub count: Sql,
     pub fields: Vec<OutField>,
     pub multis: Vec<MultiRead>,
@@ -146,9 +150,10 @@ pub fn build(
     .text(" AND ")
     .push(filter.paren());
     let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where.clone());
-    let inner = page_ids(req, &order, from_where);
+    let ids = page_ids(req, &order, from_where);
     Ok(Built {
-        page: page_rows(c, root, inner, &order, &returns),
+        page: page_rows(c, root, ids.clone(), &order, &returns),
+        ids,
         count,
         fields: returns.fields,
         multis: returns.multis,

@@ -42,19 +42,6 @@ impl Dialect {
         }
     }
 
-    /// `column` is one of `ids`, bound as one value (one statement text for every page).
-    pub fn in_ids(self, column: &str, ids: &[i64]) -> Sql {
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        match self {
-            Dialect::Sqlite => Sql::raw(format!("{column} IN (SELECT value FROM json_each("))
-                .bind(format!("[{list}]"))
-                .text("))"),
-            Dialect::Postgres => Sql::raw(format!("{column} = ANY(CAST("))
-                .bind(format!("{{{list}}}"))
-                .text(" AS BIGINT[]))"),
-        }
-    }
-
     /// `expr` under bytewise ordering: PostgreSQL's default collation is locale-aware, SQLite's
     /// is BINARY, so ordered text comparisons and sorts say `COLLATE "C"` on PostgreSQL.
     pub fn bytewise(self, expr: Sql) -> Sql {

@@ -2,11 +2,14 @@
 //!
 //! Rows are read by column index on either driver ([`Cells`]: rusqlite on SQLite, SeaORM's
 //! rows on PostgreSQL); the indexes are resolved from the column names once per result
-//! ([`Layout`]), not per row.
-use sea_orm::{DbErr, QueryResult, TryGetable};
+//! ([`Layout`]), not per row. A page is serialised straight from its rows ([`EntityOut`]):
+//! no `serde_json::Value` per entity.
 use std::collections::HashMap;
 
-use serde_json::{Map, Value as Json};
+use sea_orm::{DbErr, QueryResult, TryGetable};
+use serde::Serialize;
+use serde::ser::{Error as _, SerializeMap};
+use serde_json::Value as Json;
 
 use crate::query::select::{Decode, ID, OutField};
 use crate::schema::FieldKind;
@@ -125,8 +128,8 @@ enum At {
         id: usize,
         name: usize,
     },
-    /// Filled in from a statement of its own ([`fill_multi`]).
-    Multi,
+    /// The links of the row in the `index`th multi-entity result ([`MultiLinks`]).
+    Multi(usize),
 }
 
 /// The column indexes of a result, resolved once from its column names.
@@ -159,7 +162,7 @@ impl Layout {
                         id: at(id_column)?,
                         name: at(name_column)?,
                     },
-                    Decode::Multi { .. } => At::Multi,
+                    Decode::Multi { index } => At::Multi(*index),
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?;
@@ -175,117 +178,240 @@ impl Layout {
     }
 }
 
+/// One decoded column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Cell {
+    pub fn into_json(self) -> Json {
+        match self {
+            Cell::Null => Json::Null,
+            Cell::Int(v) => Json::from(v),
+            Cell::Float(v) => Json::from(v),
+            Cell::Bool(v) => Json::Bool(v),
+            Cell::Text(v) => Json::String(v),
+        }
+    }
+}
+
+impl Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Null => s.serialize_unit(),
+            Cell::Int(v) => s.serialize_i64(*v),
+            // Like `Json::from(f64)`: a non-finite float is null.
+            Cell::Float(v) if !v.is_finite() => s.serialize_unit(),
+            Cell::Float(v) => s.serialize_f64(*v),
+            Cell::Bool(v) => s.serialize_bool(*v),
+            Cell::Text(v) => s.serialize_str(v),
+        }
+    }
+}
+
 /// One scalar column of kind `kind` (the single place that decodes a column by field kind).
-fn scalar<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Json, DbErr> {
+pub fn cell<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Cell, DbErr> {
     Ok(match kind {
         FieldKind::Number | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode => {
-            row.int(i)?.map_or(Json::Null, Json::from)
+            row.int(i)?.map_or(Cell::Null, Cell::Int)
         }
-        FieldKind::Float | FieldKind::Currency => row.float(i)?.map_or(Json::Null, Json::from),
+        FieldKind::Float | FieldKind::Currency => row.float(i)?.map_or(Cell::Null, Cell::Float),
         // NULL only through a deep path whose link is null.
-        FieldKind::Checkbox => row.boolean(i)?.map_or(Json::Null, Json::Bool),
+        FieldKind::Checkbox => row.boolean(i)?.map_or(Cell::Null, Cell::Bool),
         // Text kinds, dates (YYYY-MM-DD) and date-times (stored in the wire form).
-        _ => row.text(i)?.map_or(Json::Null, Json::String),
+        _ => row.text(i)?.map_or(Cell::Null, Cell::Text),
     })
 }
 
-/// `{type, id, name}`, or null when the type or id is null.
-pub fn link(ty: Option<String>, id: Option<i64>, name: Json) -> Json {
-    match (ty, id) {
-        (Some(t), Some(i)) => {
-            let mut m = Map::with_capacity(3);
-            m.insert("type".into(), Json::String(t));
-            m.insert("id".into(), Json::from(i));
-            m.insert("name".into(), name);
-            Json::Object(m)
-        }
-        _ => Json::Null,
+fn scalar<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Json, DbErr> {
+    Ok(cell(row, kind, i)?.into_json())
+}
+
+/// A link as the site writes it: `{"type", "id", "name"}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkOut {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub id: i64,
+    pub name: Option<String>,
+}
+
+impl LinkOut {
+    /// The link in the columns `ty`, `id`, `name`; `None` when the type or id is NULL.
+    fn read<C: Cells>(
+        row: &C,
+        ty: usize,
+        id: usize,
+        name: usize,
+    ) -> Result<Option<LinkOut>, DbErr> {
+        Ok(match (row.text(ty)?, row.int(id)?) {
+            (Some(ty), Some(id)) => Some(LinkOut {
+                ty,
+                id,
+                name: row.text(name)?,
+            }),
+            _ => None,
+        })
     }
 }
 
-/// One output entity: `type`, `id`, then the return fields in request order.
-pub fn entity<C: Cells>(
-    row: &C,
-    layout: &Layout,
-    entity_type: &str,
-    fields: &[OutField],
-) -> Result<Json, DbErr> {
-    let mut out = Map::with_capacity(fields.len() + 2);
-    out.insert("type".into(), Json::String(entity_type.to_owned()));
-    out.insert("id".into(), layout.id(row)?.map_or(Json::Null, Json::from));
-    for (f, at) in fields.iter().zip(&layout.fields) {
-        let v = match *at {
-            At::Scalar(kind, i) => scalar(row, kind, i)?,
-            At::Link { ty, id, name } => link(
-                row.text(ty)?,
-                row.int(id)?,
-                row.text(name)?.map_or(Json::Null, Json::String),
-            ),
-            At::Multi => Json::Array(Vec::new()),
-        };
-        out.insert(f.key.clone(), v);
-    }
-    Ok(Json::Object(out))
-}
+/// The links of one multi-entity field by parent id, each list in position order.
+pub type MultiLinks = HashMap<i64, Vec<LinkOut>>;
 
-/// One link of a multi-entity list: `(parent id, type, id, name)`.
-pub type MultiRow = (i64, String, i64, Option<String>);
-
-/// A row of a multi-entity statement ([`crate::query::select::MultiRead`]).
-pub fn multi_row<C: Cells>(row: &C) -> Result<MultiRow, DbErr> {
+/// Adds a row `(parent_id, type, id, name)` of a multi-entity statement
+/// ([`crate::query::select::MultiRead`]; rows come in position order).
+pub fn add_multi_row<C: Cells>(links: &mut MultiLinks, row: &C) -> Result<(), DbErr> {
     let null = |i: usize| column_err(i, "unexpected NULL");
-    Ok((
-        row.int(0)?.ok_or_else(|| null(0))?,
-        row.text(1)?.ok_or_else(|| null(1))?,
-        row.int(2)?.ok_or_else(|| null(2))?,
-        row.text(3)?,
-    ))
+    let parent = row.int(0)?.ok_or_else(|| null(0))?;
+    let link = LinkOut::read(row, 1, 2, 3)?.ok_or_else(|| null(2))?;
+    links.entry(parent).or_default().push(link);
+    Ok(())
 }
 
-/// Sets `key` of each entity to its links among `rows`, in their order (`[]` when none).
-pub fn fill_multi(entities: &mut [Json], key: &str, rows: Vec<MultiRow>) {
-    let mut by_parent: HashMap<i64, Vec<Json>> = HashMap::new();
-    for (parent, ty, id, name) in rows {
-        let name = name.map_or(Json::Null, Json::String);
-        by_parent
-            .entry(parent)
-            .or_default()
-            .push(link(Some(ty), Some(id), name));
-    }
-    for e in entities {
-        let links = e["id"].as_i64().and_then(|id| by_parent.remove(&id));
-        if let Some(slot) = e.get_mut(key) {
-            *slot = Json::Array(links.unwrap_or_default());
+/// One output entity, serialised straight from its row: `type`, `id`, then the return fields
+/// in request order (the order and bytes of `serde_json`'s own map).
+pub struct EntityOut<'a, C> {
+    pub row: &'a C,
+    pub layout: &'a Layout,
+    pub entity_type: &'a str,
+    pub fields: &'a [OutField],
+    /// The page's multi-entity links, by [`Decode::Multi`] index.
+    pub multis: &'a [MultiLinks],
+}
+
+impl<C: Cells> Serialize for EntityOut<'_, C> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fail = |e: DbErr| S::Error::custom(e.to_string());
+        let id = self.layout.id(self.row).map_err(fail)?;
+        let mut m = s.serialize_map(Some(self.fields.len() + 2))?;
+        m.serialize_entry("type", self.entity_type)?;
+        m.serialize_entry("id", &id)?;
+        let none: &[LinkOut] = &[];
+        for (f, at) in self.fields.iter().zip(&self.layout.fields) {
+            match *at {
+                At::Scalar(kind, i) => {
+                    m.serialize_entry(&f.key, &cell(self.row, kind, i).map_err(fail)?)?
+                }
+                At::Link { ty, id, name } => {
+                    let link = LinkOut::read(self.row, ty, id, name).map_err(fail)?;
+                    m.serialize_entry(&f.key, &link)?
+                }
+                At::Multi(index) => {
+                    let links = id
+                        .and_then(|id| self.multis.get(index)?.get(&id))
+                        .map_or(none, Vec::as_slice);
+                    m.serialize_entry(&f.key, links)?
+                }
+            }
         }
+        m.end()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::select::Decode;
     use serde_json::json;
 
+    /// A row of JSON values, read by index.
+    struct Row(Vec<Json>);
+
+    impl Cells for Row {
+        fn int(&self, i: usize) -> Result<Option<i64>, DbErr> {
+            Ok(self.0[i].as_i64())
+        }
+        fn float(&self, i: usize) -> Result<Option<f64>, DbErr> {
+            Ok(self.0[i].as_f64())
+        }
+        fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
+            Ok(self.0[i].as_bool())
+        }
+        fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
+            Ok(self.0[i].as_str().map(str::to_owned))
+        }
+    }
+
+    fn field(key: &str, decode: Decode) -> OutField {
+        OutField {
+            key: key.to_owned(),
+            decode,
+        }
+    }
+
     #[test]
-    fn multi_links_go_to_their_parents_in_order() {
-        let mut entities = vec![
-            json!({"type": "Shot", "id": 2, "assets": []}),
-            json!({"type": "Shot", "id": 1, "assets": []}),
+    fn entities_serialise_as_the_sites_json() {
+        let scalar = |kind, column: &str| Decode::Scalar {
+            kind,
+            column: column.into(),
+        };
+        let fields = vec![
+            field("code", scalar(FieldKind::Text, "c0")),
+            field("ratio", scalar(FieldKind::Float, "c1")),
+            field("flag", scalar(FieldKind::Checkbox, "c2")),
+            field(
+                "sg_sequence",
+                Decode::Link {
+                    type_column: "c3_t".into(),
+                    id_column: "c3_i".into(),
+                    name_column: "c3_n".into(),
+                },
+            ),
+            field("assets", Decode::Multi { index: 0 }),
         ];
-        let rows = vec![
-            (1, "Asset".to_owned(), 9, None),
-            (1, "Shot".to_owned(), 1, Some("s".to_owned())),
-            (3, "Asset".to_owned(), 4, Some("other page".to_owned())),
-        ];
-        fill_multi(&mut entities, "assets", rows);
+        let names = ["_id", "c0", "c1", "c2", "c3_t", "c3_i", "c3_n"];
+        let layout = Layout::new(&names, &fields).unwrap();
+        let mut links = MultiLinks::new();
+        for row in [
+            json!([7, "Asset", 9, null]),
+            json!([7, "Shot", 1, "s"]),
+            json!([8, "Asset", 4, "other row"]),
+        ] {
+            let Json::Array(cells) = row else { panic!() };
+            add_multi_row(&mut links, &Row(cells)).unwrap();
+        }
+        let multis = [links];
+        let out = |cells: Json| {
+            let Json::Array(cells) = cells else { panic!() };
+            let row = Row(cells);
+            let e = EntityOut {
+                row: &row,
+                layout: &layout,
+                entity_type: "Shot",
+                fields: &fields,
+                multis: &multis,
+            };
+            serde_json::to_string(&e).unwrap()
+        };
+        let expected = json!({"type": "Shot", "id": 7, "code": "a\"b", "ratio": 0.5,
+            "flag": true, "sg_sequence": {"type": "Sequence", "id": 3, "name": null},
+            "assets": [{"type": "Asset", "id": 9, "name": null},
+                       {"type": "Shot", "id": 1, "name": "s"}]});
         assert_eq!(
-            entities,
-            vec![
-                json!({"type": "Shot", "id": 2, "assets": []}),
-                json!({"type": "Shot", "id": 1, "assets": [
-                    {"type": "Asset", "id": 9, "name": null},
-                    {"type": "Shot", "id": 1, "name": "s"}
-                ]}),
-            ]
+            out(json!([7, "a\"b", 0.5, true, "Sequence", 3, null])),
+            expected.to_string()
         );
+        let expected = json!({"type": "Shot", "id": 6, "code": null, "ratio": null,
+            "flag": false, "sg_sequence": null, "assets": []});
+        assert_eq!(
+            out(json!([6, null, null, false, null, null, "x"])),
+            expected.to_string()
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_are_null_as_in_serde_json() {
+        assert_eq!(
+            serde_json::to_string(&Cell::Float(f64::NAN)).unwrap(),
+            "null"
+        );
+        assert_eq!(Cell::Float(f64::INFINITY).into_json(), Json::Null);
+        assert_eq!(serde_json::to_string(&Cell::Float(2.0)).unwrap(), "2.0");
+        assert_eq!(Cell::Float(2.0).into_json().to_string(), "2.0");
     }
 }

@@ -10,4 +10,4 @@ pub mod rows;
 pub mod sizes;
 pub mod sqlite;
 
-pub use page::execute;
+pub use page::{Body, execute, execute_body};

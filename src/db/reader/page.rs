@@ -1,9 +1,10 @@
-//! Runs a compiled read on the reader pool and shapes the `results` value.
+//! Runs a compiled read on the reader pool and writes the `{"results": ...}` body.
 //!
-//! The page statement reads `limit + 1` rows: the extra row only says whether there is a next
-//! page. Each multi-entity return field is then one statement over the page's ids, in the same
-//! read transaction as the page (one snapshot). `entity_count` is given only when the client
-//! asks for counts (the official client's paging loop asks
+//! Each multi-entity return field is one statement over the page's ids, run first; then the
+//! page statement, whose rows are serialised straight to the body as they are read (no
+//! `serde_json::Value` per entity), all in one read snapshot. The page reads `limit + 1` rows:
+//! the extra row only says whether there is a next page. `entity_count` is given only when the
+//! client asks for counts (the official client's paging loop asks
 //! `return_paging_info_without_counts`); then a page that ends the result tells it
 //! (`offset + rows`), and otherwise one `COUNT(*)` of the matching rows does (no sort, no
 //! window over the whole result). The count is a statement of its own: like the pages of one
@@ -11,17 +12,33 @@
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, TransactionTrait,
 };
-use serde_json::{Map, Value as Json};
+use serde::Serialize;
+use serde_json::Value as Json;
 
-use super::decode::{self, Layout, MultiRow};
+use super::decode::{self, Cells, EntityOut, Layout, MultiLinks};
 use super::sqlite::{self, SqliteReads};
 use crate::db::Pools;
-use crate::query::{CompiledRead, Decode, Dialect, Sql, select};
+use crate::query::{CompiledRead, Dialect, select};
+
+/// A locally answered read: the response body and how many entities it holds.
+#[derive(Debug)]
+pub struct Body {
+    /// `{"results": {"entities": [...], "paging_info": {...}}}`, compact.
+    pub bytes: Vec<u8>,
+    pub entities: usize,
+}
 
 /// Runs a compiled read; returns the `results` value
 /// `{"entities": [...], "paging_info": {"entity_count": N, "has_next_page": bool}}`
 /// (`entity_count` only when counts were asked for).
 pub async fn execute(read: &CompiledRead, pools: &Pools) -> Result<Json, DbErr> {
+    let body = execute_body(read, pools).await?;
+    let mut value: Json = serde_json::from_slice(&body.bytes).map_err(json_err)?;
+    Ok(value["results"].take())
+}
+
+/// Runs a compiled read; returns the whole response body.
+pub async fn execute_body(read: &CompiledRead, pools: &Pools) -> Result<Body, DbErr> {
     if let Some(reads) = &pools.sqlite_reads
         && read.dialect == Dialect::Sqlite
         && let Some(result) = on_sqlite(reads, read)
@@ -29,6 +46,10 @@ pub async fn execute(read: &CompiledRead, pools: &Pools) -> Result<Json, DbErr> 
         return result;
     }
     on_sqlx(read, &pools.reader).await
+}
+
+fn json_err(e: serde_json::Error) -> DbErr {
+    DbErr::Custom(format!("encoding the page: {e}"))
 }
 
 fn limit(read: &CompiledRead) -> usize {
@@ -45,85 +66,119 @@ fn count_from_page(read: &CompiledRead, rows: usize, more: bool) -> Option<i64> 
     (!more && (rows > 0 || off == 0)).then(|| off + rows as i64)
 }
 
-fn results(entities: Vec<Json>, more: bool, count: Option<i64>) -> Json {
-    let mut paging = Map::with_capacity(2);
-    if let Some(n) = count {
-        paging.insert("entity_count".into(), Json::from(n));
-    }
-    paging.insert("has_next_page".into(), Json::Bool(more));
-    let mut out = Map::with_capacity(2);
-    out.insert("entities".into(), Json::Array(entities));
-    out.insert("paging_info".into(), Json::Object(paging));
-    Json::Object(out)
+#[derive(Serialize)]
+struct Paging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_count: Option<i64>,
+    has_next_page: bool,
 }
 
-/// Each multi-entity field's statement over the page's ids, with its output key.
-fn multi_statements<'r>(
-    read: &'r CompiledRead,
-    entities: &[Json],
-) -> impl Iterator<Item = (&'r str, Sql)> + 'r {
-    let ids: Vec<i64> = entities.iter().filter_map(|e| e["id"].as_i64()).collect();
-    read.fields.iter().filter_map(move |f| match f.decode {
-        Decode::Multi { index } => Some((
-            f.key.as_str(),
-            read.multis[index].statement(read.dialect, &ids),
-        )),
-        _ => None,
-    })
+/// The body, written entity by entity.
+struct BodyWriter<'a> {
+    read: &'a CompiledRead,
+    multis: &'a [MultiLinks],
+    out: Vec<u8>,
+    entities: usize,
+    /// A row past the page was seen.
+    more: bool,
+}
+
+impl<'a> BodyWriter<'a> {
+    fn new(read: &'a CompiledRead, multis: &'a [MultiLinks]) -> BodyWriter<'a> {
+        let mut out = Vec::with_capacity(256 + 128 * limit(read).min(1024));
+        out.extend_from_slice(br#"{"results":{"entities":["#);
+        BodyWriter {
+            read,
+            multis,
+            out,
+            entities: 0,
+            more: false,
+        }
+    }
+
+    /// Writes the entity of `row`; a row past the page only sets `more`.
+    fn row<C: Cells>(&mut self, row: &C, layout: &Layout) -> Result<(), DbErr> {
+        if self.entities == limit(self.read) {
+            self.more = true;
+            return Ok(());
+        }
+        if self.entities > 0 {
+            self.out.push(b',');
+        }
+        let entity = EntityOut {
+            row,
+            layout,
+            entity_type: &self.read.entity_type,
+            fields: &self.read.fields,
+            multis: self.multis,
+        };
+        serde_json::to_writer(&mut self.out, &entity).map_err(json_err)?;
+        self.entities += 1;
+        Ok(())
+    }
+
+    /// The count a page tells by itself (see [`count_from_page`]).
+    fn own_count(&self) -> Option<i64> {
+        count_from_page(self.read, self.entities, self.more)
+    }
+
+    fn finish(mut self, entity_count: Option<i64>) -> Result<Body, DbErr> {
+        self.out.extend_from_slice(br#"],"paging_info":"#);
+        let paging = Paging {
+            entity_count,
+            has_next_page: self.more,
+        };
+        serde_json::to_writer(&mut self.out, &paging).map_err(json_err)?;
+        self.out.extend_from_slice(b"}}");
+        Ok(Body {
+            bytes: self.out,
+            entities: self.entities,
+        })
+    }
 }
 
 /// The read on rusqlite; `None` when a bind value has a type rusqlite is not given here.
-fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Json, DbErr>> {
-    let (sql, values) = read.page.render(Dialect::Sqlite);
-    let values = sqlite::values(values)?;
-    let count = match read.counts {
-        true => {
-            let (sql, values) = read.count.render(Dialect::Sqlite);
-            Some((sql, sqlite::values(values)?))
-        }
-        false => None,
+fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, DbErr>> {
+    let render = |sql: &crate::query::Sql| {
+        let (text, values) = sql.render(Dialect::Sqlite);
+        Some((text, sqlite::values(values)?))
     };
+    let page = render(&read.page)?;
+    let count = if read.counts {
+        Some(render(&read.count)?)
+    } else {
+        None
+    };
+    let multis = read
+        .multis
+        .iter()
+        .map(|m| render(&m.statement(&read.ids)))
+        .collect::<Option<Vec<_>>>()?;
     let err = |e: rusqlite::Error| DbErr::Custom(format!("SQLite read: {e}"));
-    let rows = |conn: &rusqlite::Connection, sql: &str, values: &[rusqlite::types::Value]| {
-        let mut stmt = conn.prepare_cached(sql).map_err(err)?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(values.iter()))
-            .map_err(err)?;
-        let mut out: Vec<MultiRow> = Vec::new();
-        while let Some(row) = rows.next().map_err(err)? {
-            out.push(decode::multi_row(row)?);
+    let run = |conn: &rusqlite::Connection| -> Result<Body, DbErr> {
+        let mut links = Vec::with_capacity(multis.len());
+        for (sql, values) in &multis {
+            let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(values.iter()))
+                .map_err(err)?;
+            let mut found = MultiLinks::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                decode::add_multi_row(&mut found, row)?;
+            }
+            links.push(found);
         }
-        Ok::<_, DbErr>(out)
-    };
-    let page = |conn: &rusqlite::Connection| -> Result<(Vec<Json>, bool), DbErr> {
-        let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+        let mut body = BodyWriter::new(read, &links);
+        let (sql, values) = &page;
+        let mut stmt = conn.prepare_cached(sql).map_err(err)?;
         let layout = Layout::new(&stmt.column_names(), &read.fields)?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(values.iter()))
             .map_err(err)?;
-        let mut entities = Vec::with_capacity(limit(read).min(1024));
         while let Some(row) = rows.next().map_err(err)? {
-            if entities.len() == limit(read) {
-                return Ok((entities, true));
-            }
-            entities.push(decode::entity(
-                row,
-                &layout,
-                &read.entity_type,
-                &read.fields,
-            )?);
+            body.row(row, &layout)?;
         }
-        Ok((entities, false))
-    };
-    let run = |conn: &rusqlite::Connection| -> Result<Json, DbErr> {
-        let (mut entities, more) = page(conn)?;
-        for (key, statement) in multi_statements(read, &entities).collect::<Vec<_>>() {
-            let (sql, values) = statement.render(Dialect::Sqlite);
-            let values = sqlite::values(values)
-                .ok_or_else(|| DbErr::Custom("multi-entity ids: unexpected bind".into()))?;
-            decode::fill_multi(&mut entities, key, rows(conn, &sql, &values)?);
-        }
-        let total = match (&count, count_from_page(read, entities.len(), more)) {
+        let total = match (&count, body.own_count()) {
             (None, _) => None,
             (Some(_), Some(n)) => Some(n),
             (Some((sql, values)), None) => Some(
@@ -134,11 +189,11 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Json, Db
                     .map_err(err)?,
             ),
         };
-        Ok(results(entities, more, total))
+        body.finish(total)
     };
-    // The page and its multi-entity statements see one snapshot.
-    let snapshot = |conn: &rusqlite::Connection| -> Result<Json, DbErr> {
-        if read.multis.is_empty() {
+    // The multi-entity statements and the page see one snapshot.
+    let snapshot = |conn: &rusqlite::Connection| -> Result<Body, DbErr> {
+        if multis.is_empty() {
             return run(conn);
         }
         conn.execute_batch("BEGIN").map_err(err)?;
@@ -155,31 +210,43 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Json, Db
 }
 
 /// The read on SeaORM's pool (PostgreSQL; SQLite when rusqlite cannot take the values).
-async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Json, DbErr> {
-    let (entities, more) = if read.multis.is_empty() {
-        page_on(read, db).await?
+async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
+    let (links, rows) = if read.multis.is_empty() {
+        (
+            Vec::new(),
+            db.query_all_raw(read.page.statement(read.dialect)).await?,
+        )
     } else {
-        // The page and its multi-entity statements see one snapshot.
+        // The multi-entity statements and the page see one snapshot.
         let txn = db
             .begin_with_config(
                 Some(IsolationLevel::RepeatableRead),
                 Some(AccessMode::ReadOnly),
             )
             .await?;
-        let (mut entities, more) = page_on(read, &txn).await?;
-        for (key, statement) in multi_statements(read, &entities).collect::<Vec<_>>() {
-            let rows = txn
-                .query_all_raw(statement.statement(read.dialect))
+        let mut links = Vec::with_capacity(read.multis.len());
+        for m in &read.multis {
+            let mut found = MultiLinks::new();
+            for row in txn
+                .query_all_raw(m.statement(&read.ids).statement(read.dialect))
                 .await?
-                .iter()
-                .map(decode::multi_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            decode::fill_multi(&mut entities, key, rows);
+            {
+                decode::add_multi_row(&mut found, &row)?;
+            }
+            links.push(found);
         }
+        let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
         txn.commit().await?;
-        (entities, more)
+        (links, rows)
     };
-    let total = match (read.counts, count_from_page(read, entities.len(), more)) {
+    let mut body = BodyWriter::new(read, &links);
+    if let Some(first) = rows.first() {
+        let layout = Layout::new(&first.column_names(), &read.fields)?;
+        for row in &rows {
+            body.row(row, &layout)?;
+        }
+    }
+    let total = match (read.counts, body.own_count()) {
         (false, _) => None,
         (true, Some(n)) => Some(n),
         (true, None) => match db.query_one_raw(read.count.statement(read.dialect)).await? {
@@ -187,25 +254,5 @@ async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Json, D
             None => Some(0),
         },
     };
-    Ok(results(entities, more, total))
-}
-
-/// The page's entities (multi-entity fields still empty) and whether there is a next page.
-async fn page_on(
-    read: &CompiledRead,
-    db: &impl ConnectionTrait,
-) -> Result<(Vec<Json>, bool), DbErr> {
-    let mut rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
-    let more = rows.len() > limit(read);
-    rows.truncate(limit(read));
-    let entities = match rows.first() {
-        Some(first) => {
-            let layout = Layout::new(&first.column_names(), &read.fields)?;
-            rows.iter()
-                .map(|r| decode::entity(r, &layout, &read.entity_type, &read.fields))
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        None => Vec::new(),
-    };
-    Ok((entities, more))
+    body.finish(total)
 }

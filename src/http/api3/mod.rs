@@ -18,7 +18,7 @@ use actix::Addr;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tracing::{info, warn};
 
 pub use schema::SchemaReplies;
@@ -159,7 +159,17 @@ impl RequestContext {
 
     /// Answers `value` as the `results` of a locally served request (counted).
     fn local(&self, value: Json) -> HttpResponse {
-        self.local_body(Bytes::from(json!({ "results": value }).to_string()))
+        #[derive(serde::Serialize)]
+        struct Results<'a> {
+            results: &'a Json,
+        }
+        match serde_json::to_vec(&Results { results: &value }) {
+            Ok(body) => self.local_body(Bytes::from(body)),
+            Err(e) => self.fault(ApiError::new(
+                crate::error::codes::GENERIC,
+                format!("sgcache: encoding the reply: {e}"),
+            )),
+        }
     }
 
     /// Answers a locally served request with a ready `{"results": …}` body (counted).

@@ -54,32 +54,29 @@ pub(super) async fn read(ctx: &RequestContext) -> HttpResponse {
 async fn local_read(ctx: &RequestContext, args: &Json, compiled: &CompiledRead) -> HttpResponse {
     let entity_type = compiled.entity_type.as_str();
     let answered_at = chrono::Utc::now();
-    match crate::db::reader::execute(compiled, &ctx.state.pools).await {
-        Ok(value) => {
+    match crate::db::reader::execute_body(compiled, &ctx.state.pools).await {
+        Ok(body) => {
             // A copy for the verifier: never waits (a full queue drops it).
             if let Some(verifier) = &ctx.state.verifier
                 && verifier.wants()
+                && let Ok(mut value) = serde_json::from_slice::<Json>(&body.bytes)
             {
                 verifier.offer(VerifyJob {
                     entity_type: entity_type.to_owned(),
                     args: args.clone(),
-                    response: value.clone(),
+                    response: value["results"].take(),
                     answered_at,
                 });
             }
-            let count = value
-                .get("entities")
-                .and_then(Json::as_array)
-                .map_or(0, Vec::len);
             info!(
                 method = "read",
                 entity_type,
                 served = "local",
-                entities = count,
+                entities = body.entities,
                 elapsed_ms = ctx.started.elapsed().as_millis() as u64,
                 "api3"
             );
-            ctx.local(value)
+            ctx.local_body(body.bytes.into())
         }
         Err(e) => {
             // The database failed: the site can still answer.
