@@ -4,6 +4,7 @@
 //! rows on PostgreSQL); the indexes are resolved from the column names once per result
 //! ([`Layout`]), not per row. A page is serialised straight from its rows ([`EntityOut`]):
 //! no `serde_json::Value` per entity.
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use sea_orm::{DbErr, QueryResult, TryGetable};
@@ -21,7 +22,8 @@ pub trait Cells {
     fn float(&self, i: usize) -> Result<Option<f64>, DbErr>;
     /// A boolean stored as a boolean (PostgreSQL) or an integer (SQLite).
     fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr>;
-    fn text(&self, i: usize) -> Result<Option<String>, DbErr>;
+    /// Text, borrowed from the row where the driver allows it.
+    fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr>;
 }
 
 fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
@@ -44,8 +46,8 @@ impl Cells for QueryResult {
             Err(_) => Ok(get::<i64>(self, i)?.map(|v| v != 0)),
         }
     }
-    fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
-        get(self, i)
+    fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr> {
+        Ok(get::<String>(self, i)?.map(Cow::Owned))
     }
 }
 
@@ -104,12 +106,12 @@ impl Cells for rusqlite::Row<'_> {
     fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
         Ok(self.int(i)?.map(|v| v != 0))
     }
-    fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
+    fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr> {
         use rusqlite::types::ValueRef;
         match self.get_ref(i).map_err(|e| column_err(i, e))? {
             ValueRef::Null => Ok(None),
             ValueRef::Text(b) => std::str::from_utf8(b)
-                .map(|s| Some(s.to_owned()))
+                .map(|s| Some(Cow::Borrowed(s)))
                 .map_err(|e| column_err(i, e)),
             other => Err(column_err(
                 i,
@@ -180,27 +182,27 @@ impl Layout {
 
 /// One decoded column.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Cell {
+pub enum Cell<'r> {
     Null,
     Int(i64),
     Float(f64),
     Bool(bool),
-    Text(String),
+    Text(Cow<'r, str>),
 }
 
-impl Cell {
+impl Cell<'_> {
     pub fn into_json(self) -> Json {
         match self {
             Cell::Null => Json::Null,
             Cell::Int(v) => Json::from(v),
             Cell::Float(v) => Json::from(v),
             Cell::Bool(v) => Json::Bool(v),
-            Cell::Text(v) => Json::String(v),
+            Cell::Text(v) => Json::String(v.into_owned()),
         }
     }
 }
 
-impl Serialize for Cell {
+impl Serialize for Cell<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Cell::Null => s.serialize_unit(),
@@ -215,7 +217,7 @@ impl Serialize for Cell {
 }
 
 /// One scalar column of kind `kind` (the single place that decodes a column by field kind).
-pub fn cell<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Cell, DbErr> {
+pub fn cell<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Cell<'_>, DbErr> {
     Ok(match kind {
         FieldKind::Number | FieldKind::Percent | FieldKind::Duration | FieldKind::Timecode => {
             row.int(i)?.map_or(Cell::Null, Cell::Int)
@@ -234,21 +236,21 @@ fn scalar<C: Cells>(row: &C, kind: FieldKind, i: usize) -> Result<Json, DbErr> {
 
 /// A link as the site writes it: `{"type", "id", "name"}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LinkOut {
+pub struct LinkOut<'r> {
     #[serde(rename = "type")]
-    pub ty: String,
+    pub ty: Cow<'r, str>,
     pub id: i64,
-    pub name: Option<String>,
+    pub name: Option<Cow<'r, str>>,
 }
 
-impl LinkOut {
+impl<'r> LinkOut<'r> {
     /// The link in the columns `ty`, `id`, `name`; `None` when the type or id is NULL.
     fn read<C: Cells>(
-        row: &C,
+        row: &'r C,
         ty: usize,
         id: usize,
         name: usize,
-    ) -> Result<Option<LinkOut>, DbErr> {
+    ) -> Result<Option<LinkOut<'r>>, DbErr> {
         Ok(match (row.text(ty)?, row.int(id)?) {
             (Some(ty), Some(id)) => Some(LinkOut {
                 ty,
@@ -258,10 +260,18 @@ impl LinkOut {
             _ => None,
         })
     }
+
+    fn into_owned(self) -> LinkOut<'static> {
+        LinkOut {
+            ty: Cow::Owned(self.ty.into_owned()),
+            id: self.id,
+            name: self.name.map(|n| Cow::Owned(n.into_owned())),
+        }
+    }
 }
 
 /// The links of one multi-entity field by parent id, each list in position order.
-pub type MultiLinks = HashMap<i64, Vec<LinkOut>>;
+pub type MultiLinks = HashMap<i64, Vec<LinkOut<'static>>>;
 
 /// Adds a row `(parent_id, type, id, name)` of a multi-entity statement
 /// ([`crate::query::select::MultiRead`]; rows come in position order).
@@ -269,7 +279,7 @@ pub fn add_multi_row<C: Cells>(links: &mut MultiLinks, row: &C) -> Result<(), Db
     let null = |i: usize| column_err(i, "unexpected NULL");
     let parent = row.int(0)?.ok_or_else(|| null(0))?;
     let link = LinkOut::read(row, 1, 2, 3)?.ok_or_else(|| null(2))?;
-    links.entry(parent).or_default().push(link);
+    links.entry(parent).or_default().push(link.into_owned());
     Ok(())
 }
 
@@ -291,7 +301,7 @@ impl<C: Cells> Serialize for EntityOut<'_, C> {
         let mut m = s.serialize_map(Some(self.fields.len() + 2))?;
         m.serialize_entry("type", self.entity_type)?;
         m.serialize_entry("id", &id)?;
-        let none: &[LinkOut] = &[];
+        let none: &[LinkOut<'static>] = &[];
         for (f, at) in self.fields.iter().zip(&self.layout.fields) {
             match *at {
                 At::Scalar(kind, i) => {
@@ -332,8 +342,8 @@ mod tests {
         fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
             Ok(self.0[i].as_bool())
         }
-        fn text(&self, i: usize) -> Result<Option<String>, DbErr> {
-            Ok(self.0[i].as_str().map(str::to_owned))
+        fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr> {
+            Ok(self.0[i].as_str().map(Cow::Borrowed))
         }
     }
 
