@@ -200,6 +200,11 @@ where
         })
         .into_iter()
         .collect();
+    write_shots(entities, out)
+}
+
+/// The find-by-id answer: the entities found, their count, no next page.
+fn write_shots(entities: Vec<ShotOut<'_>>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let n = entities.len() as i64;
     let results = Results {
         entities,
@@ -243,15 +248,7 @@ impl FloorDb {
                     })
                     .into_iter()
                     .collect();
-                let n = entities.len() as i64;
-                let results = Results {
-                    entities,
-                    paging_info: Paging {
-                        entity_count: Some(n),
-                        has_next_page: false,
-                    },
-                };
-                serde_json::to_writer(&mut out, &Envelope { results })
+                write_shots(entities, &mut out)
             }),
             FloorDb::Postgres(p) => {
                 let row = sqlx::query(SHOT_BY_ID_PG)

@@ -43,12 +43,14 @@ pub struct Explanation {
 #[derive(Clone, Debug, Serialize)]
 pub struct ExplainSql {
     pub backend: &'static str,
-    /// The page (ids, window count, return fields).
+    /// The page (ids and sort keys in an inner query, the return fields around it).
     pub page: String,
-    /// The COUNT used when the page is empty.
-    pub count: String,
-    /// The bind values, in placeholder order.
+    /// The page's bind values, in placeholder order.
     pub values: Vec<String>,
+    /// The COUNT, run when counts are asked for and the page does not tell them.
+    pub count: String,
+    /// One statement per multi-entity return field, over the page's ids (run before it).
+    pub multi_entity: Vec<String>,
 }
 
 impl Explanation {
@@ -146,8 +148,11 @@ fn explain_read(
             e.sql = Some(ExplainSql {
                 backend: backend.name(),
                 page,
-                count: c.count.render(c.dialect).0,
                 values: values.iter().map(|v| format!("{v:?}")).collect(),
+                count: c.count.render(c.dialect).0,
+                multi_entity: (c.multis.iter())
+                    .map(|m| m.statement(&c.ids).render(c.dialect).0)
+                    .collect(),
             });
             e
         }

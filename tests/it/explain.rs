@@ -70,6 +70,23 @@ async fn explain_answers_for_local_passed_through_and_invalid_requests() {
         );
         let placeholder = if backend == "postgres" { "$1" } else { "?" };
         assert!(page.contains(placeholder), "{page}");
+        assert_eq!(e["sql"]["multi_entity"], json!([]), "{e}");
+
+        // A multi-entity return field: one statement of its own over the page's ids.
+        let e = explain(
+            &daemon,
+            read_body(json!({"type": "Shot", "return_fields": ["code", "assets"]})),
+        )
+        .await;
+        assert_eq!(e["decision"], "local", "{e}");
+        let multi = e["sql"]["multi_entity"].as_array().unwrap();
+        assert_eq!(multi.len(), 1, "{e}");
+        let multi = multi[0].as_str().unwrap();
+        assert!(multi.contains("\"shot_assets\""), "{multi}");
+        assert!(
+            !e["sql"]["page"].as_str().unwrap().contains("shot_assets"),
+            "{e}"
+        );
 
         let e = explain(&daemon, sorted_by_code()).await;
         assert_eq!(e["decision"], "pass_through", "{e}");
