@@ -4,8 +4,10 @@
 //! sgcache is used here.
 //!
 //! * find by id: the row by primary key.
-//! * a page of Tasks: one SELECT with LEFT JOINs for the link names (a link whose target is
-//!   retired reads as `null`), and ONE batched query for the page's multi-entity rows
+//! * a page of Tasks: one SELECT that picks the page's ids in an inner query (`ORDER BY id
+//!   LIMIT/OFFSET`, literals on SQLite, which re-prepares a cached statement with a bound LIMIT)
+//!   and LEFT JOINs the link names for those rows only (a link whose target is retired reads as
+//!   `null`), and ONE batched query for the page's multi-entity rows
 //!   (on SQLite selected by the page's ORDER BY/LIMIT and run first, so that each page row is
 //!   serialised while it is read; `= ANY($1)` with the page's ids on PostgreSQL), merged by id;
 //!   `has_next_page` from `limit + 1` rows, no count (the client's paging loop asks without
@@ -39,30 +41,37 @@ const SHOT_BY_ID_SQLITE: &str =
 const SHOT_BY_ID_PG: &str =
     r#"SELECT "id", "code", "sg_status_list" FROM "shot" WHERE "id" = $1 AND "_active""#;
 
-/// Entity link columns: `(type, id of an active target, its name)`.
-macro_rules! task_page {
+/// Entity link columns: `(type, id of an active target, its name)`. The page's ids come from an
+/// inner query (`task_page_head!() LIMIT … OFFSET … task_page_tail!()`), the joins run for the
+/// page's rows only.
+macro_rules! task_page_head {
     () => {
         r#"SELECT t."id", t."content", t."sg_status_list",
   t."entity__type", COALESCE(e1."id", e2."id", e3."id", e4."id"), COALESCE(e1."code", e2."code", e3."code", e4."name"),
   t."project__type", p."id", p."name",
   t."step__type", s."id", s."code",
   t."start_date", t."due_date", t."duration", t."updated_at"
-FROM "task" t
+FROM (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT "#
+    };
+}
+
+macro_rules! task_page_tail {
+    () => {
+        r#") pg JOIN "task" t ON t."id" = pg."id"
 LEFT JOIN "shot" e1 ON t."entity__type" = 'Shot' AND e1."id" = t."entity__id" AND e1."_active"
 LEFT JOIN "asset" e2 ON t."entity__type" = 'Asset' AND e2."id" = t."entity__id" AND e2."_active"
 LEFT JOIN "sequence" e3 ON t."entity__type" = 'Sequence' AND e3."id" = t."entity__id" AND e3."_active"
 LEFT JOIN "project" e4 ON t."entity__type" = 'Project' AND e4."id" = t."entity__id" AND e4."_active"
 LEFT JOIN "project" p ON t."project__type" = 'Project' AND p."id" = t."project__id" AND p."_active"
 LEFT JOIN "step" s ON t."step__type" = 'Step' AND s."id" = t."step__id" AND s."_active"
-WHERE t."_active"
-ORDER BY t."id" LIMIT "#
+ORDER BY t."id""#
     };
 }
 
 const ASSIGNEES_SQLITE: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
 FROM "task_task_assignees" m
 JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
-WHERE m."parent_id" IN (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT ?1 OFFSET ?2)
+WHERE m."parent_id" IN (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT {limit} OFFSET {offset})
 ORDER BY m."parent_id", m."position""#;
 const ASSIGNEES_PG: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
 FROM "task_task_assignees" m
@@ -274,12 +283,16 @@ impl FloorDb {
                 with_sqlite(path, idle, |c| sqlite_tasks(c, limit, offset, &mut out))
             }
             FloorDb::Postgres(p) => {
-                let rows = sqlx::query(concat!(task_page!(), "$1 OFFSET $2"))
-                    .bind(limit as i64 + 1)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await
-                    .expect("floor page");
+                let rows = sqlx::query(concat!(
+                    task_page_head!(),
+                    "$1 OFFSET $2",
+                    task_page_tail!()
+                ))
+                .bind(limit as i64 + 1)
+                .bind(offset)
+                .fetch_all(p)
+                .await
+                .expect("floor page");
                 let ids: Vec<i64> = rows.iter().take(limit).map(|r| r.get(0)).collect();
                 let multi = sqlx::query(ASSIGNEES_PG)
                     .bind(ids)
@@ -341,8 +354,12 @@ fn sqlite_tasks(
     out: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
     let mut assignees: HashMap<i64, Vec<(String, i64, Option<String>)>> = HashMap::new();
-    let mut stmt = c.prepare_cached(ASSIGNEES_SQLITE).expect("prepare");
-    let mut rows = stmt.query((limit as i64, offset)).expect("assignees");
+    // LIMIT and OFFSET as literals: SQLite re-prepares a cached statement with a bound LIMIT.
+    let sql = ASSIGNEES_SQLITE
+        .replace("{limit}", &limit.to_string())
+        .replace("{offset}", &offset.to_string());
+    let mut stmt = c.prepare_cached(&sql).expect("prepare");
+    let mut rows = stmt.query([]).expect("assignees");
     while let Some(r) = rows.next().expect("step") {
         assignees
             .entry(r.get(0).expect("parent"))
@@ -353,10 +370,14 @@ fn sqlite_tasks(
                 r.get(3).expect("name"),
             ));
     }
-    let mut stmt = c
-        .prepare_cached(concat!(task_page!(), "?1 OFFSET ?2"))
-        .expect("prepare");
-    let mut rows = stmt.query((limit as i64 + 1, offset)).expect("page");
+    let sql = format!(
+        "{}{} OFFSET {offset}{}",
+        task_page_head!(),
+        limit + 1,
+        task_page_tail!()
+    );
+    let mut stmt = c.prepare_cached(&sql).expect("prepare");
+    let mut rows = stmt.query([]).expect("page");
     out.extend_from_slice(br#"{"results":{"entities":"#);
     let mut ser = serde_json::Serializer::new(&mut *out);
     let mut seq = ser.serialize_seq(None)?;
