@@ -151,7 +151,7 @@ fn explain_read(
                 values: values.iter().map(|v| format!("{v:?}")).collect(),
                 count: c.count.render(c.dialect).0,
                 multi_entity: (c.multis.iter())
-                    .map(|m| m.statement(&c.ids).render(c.dialect).0)
+                    .map(|m| m.over_rows(c.dialect, &c.ids, &[]).render(c.dialect).0)
                     .collect(),
             });
             e

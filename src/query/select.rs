@@ -17,7 +17,7 @@ use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
 use super::links::resolved_row;
 use super::paths::{Hop, PathError, Resolved};
-use super::sql::{Sql, col, ident};
+use super::sql::{Dialect, Sql, col, ident};
 use crate::api3::read::{ReadRequest, ReturnOnly};
 use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
 
@@ -113,20 +113,45 @@ pub struct MultiRead {
 }
 
 impl MultiRead {
-    /// The statement for the page whose ids (and sort keys) `ids` selects.
-    pub fn statement(&self, ids: &Sql) -> Sql {
+    /// The statement for the page whose ids (and sort keys) `ids` selects: it can run before
+    /// the page (SQLite, whose rows are serialised as they are read).
+    pub fn over_page(&self, ids: &Sql) -> Sql {
         self.head
             .clone()
             .text(format!("{} IN (SELECT q.{} FROM (", self.parent, ident(ID)))
             .push(ids.clone())
             .text(format!(") q) ORDER BY {}, {}", self.parent, self.position))
     }
+
+    /// The statement for the page rows `ids`, bound as one array (PostgreSQL, which reads the
+    /// page's rows before serialising them: an index scan of the association table, where a
+    /// subquery over the page made it hash the whole table).
+    pub fn over_ids(&self, ids: &[i64]) -> Sql {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        self.head
+            .clone()
+            .text(format!("{} = ANY(CAST(", self.parent))
+            .bind(format!("{{{list}}}"))
+            .text(format!(
+                " AS BIGINT[])) ORDER BY {}, {}",
+                self.parent, self.position
+            ))
+    }
+
+    /// The statement for the page whose inner query is `page` and whose rows, already read,
+    /// are `ids`: the array form on PostgreSQL (SQLite has no arrays).
+    pub fn over_rows(&self, dialect: Dialect, page: &Sql, ids: &[i64]) -> Sql {
+        match dialect {
+            Dialect::Sqlite => self.over_page(page),
+            Dialect::Postgres => self.over_ids(ids),
+        }
+    }
 }
 
 /// The compiled page and count statements plus the decoding plan.
 pub struct Built {
     pub page: Sql,
-    /// The inner query of the page: its ids and sort keys (see [`MultiRead::statement`]).
+    /// The inner query of the page: its ids and sort keys (see [`MultiRead::over_page`]).
     pub ids: Sql,
     pub count: Sql,
     pub fields: Vec<OutField>,

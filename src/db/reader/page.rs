@@ -1,8 +1,9 @@
 //! Runs a compiled read on the reader pool and writes the `{"results": ...}` body.
 //!
-//! Each multi-entity return field is one statement over the page's ids, run first; then the
-//! page statement, whose rows are serialised straight to the body as they are read (no
-//! `serde_json::Value` per entity), all in one read snapshot. The page reads `limit + 1` rows:
+//! Each multi-entity return field is one statement over the page's ids: on SQLite it runs
+//! first, over the page's inner query, and the page's rows are then serialised straight to the
+//! body as they are read; on PostgreSQL, whose rows are read whole, it runs after the page over
+//! the ids read (an index scan). No `serde_json::Value` per entity; all in one read snapshot. The page reads `limit + 1` rows:
 //! the extra row only says whether there is a next page. `entity_count` is given only when the
 //! client asks for counts (the official client's paging loop asks
 //! `return_paging_info_without_counts`); then a page that ends the result tells it
@@ -10,7 +11,8 @@
 //! window over the whole result). The count is a statement of its own: like the pages of one
 //! `find`, which are separate requests, it may see a write the page did not.
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, QueryResult,
+    TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -152,7 +154,7 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, Db
     let multis = read
         .multis
         .iter()
-        .map(|m| render(&m.statement(&read.ids)))
+        .map(|m| render(&m.over_page(&read.ids)))
         .collect::<Option<Vec<_>>>()?;
     let err = |e: rusqlite::Error| DbErr::Custom(format!("SQLite read: {e}"));
     let run = |conn: &rusqlite::Connection| -> Result<Body, DbErr> {
@@ -209,6 +211,18 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, Db
     )
 }
 
+/// The ids of the page's rows (not the row past it).
+fn page_ids(read: &CompiledRead, rows: &[QueryResult]) -> Result<Vec<i64>, DbErr> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let layout = Layout::new(&first.column_names(), &read.fields)?;
+    rows.iter()
+        .take(limit(read))
+        .filter_map(|r| layout.id(r).transpose())
+        .collect()
+}
+
 /// The read on SeaORM's pool (PostgreSQL; SQLite when rusqlite cannot take the values).
 async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
     let (links, rows) = if read.multis.is_empty() {
@@ -224,18 +238,22 @@ async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, D
                 Some(AccessMode::ReadOnly),
             )
             .await?;
+        let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
+        let ids = page_ids(read, &rows)?;
         let mut links = Vec::with_capacity(read.multis.len());
         for m in &read.multis {
             let mut found = MultiLinks::new();
             for row in txn
-                .query_all_raw(m.statement(&read.ids).statement(read.dialect))
+                .query_all_raw(
+                    m.over_rows(read.dialect, &read.ids, &ids)
+                        .statement(read.dialect),
+                )
                 .await?
             {
                 decode::add_multi_row(&mut found, &row)?;
             }
             links.push(found);
         }
-        let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
         txn.commit().await?;
         (links, rows)
     };
