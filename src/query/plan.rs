@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::filters::{Compiler, PlanError, ruby_dump};
 use super::paths::Schemas;
 use super::rules::{Rule, Rules};
-use super::select::{ROOT, build};
+use super::select::{Built, ROOT, build};
 use super::{CompiledRead, Decision, PassReason};
 use crate::api3::read::ReadRequest;
 use crate::error::ApiError;
@@ -95,6 +95,22 @@ pub fn explain_read_at(
     })
 }
 
+/// The local read of `req` whose statements `b` holds.
+fn compiled(req: &ReadRequest, backend: Backend, b: Built) -> CompiledRead {
+    CompiledRead {
+        entity_type: req.entity_type.clone(),
+        dialect: backend.into(),
+        page: b.page,
+        count: b.count,
+        counts: !req.without_counts,
+        fields: b.fields,
+        ids: b.ids,
+        multis: b.multis,
+        entities_per_page: req.entities_per_page,
+        current_page: req.current_page,
+    }
+}
+
 fn decide(
     c: &Compiler<'_>,
     req: &ReadRequest,
@@ -160,18 +176,7 @@ fn decide(
         Ok(b) if b.page.param_count() > MAX_PARAMS => Ok(Decision::PassThrough(
             PassReason::UnsupportedFeature(format!("more than {MAX_PARAMS} filter values")),
         )),
-        Ok(b) => Ok(Decision::Local(CompiledRead {
-            entity_type: req.entity_type.clone(),
-            dialect: backend.into(),
-            page: b.page,
-            count: b.count,
-            counts: !req.without_counts,
-            fields: b.fields,
-            ids: b.ids,
-            multis: b.multis,
-            entities_per_page: req.entities_per_page,
-            current_page: req.current_page,
-        })),
+        Ok(b) => Ok(Decision::Local(compiled(req, backend, b))),
         Err(PlanError::Pass(r)) => Ok(Decision::PassThrough(r)),
         Err(PlanError::Fault(e)) => Err(e),
     }
