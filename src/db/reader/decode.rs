@@ -65,14 +65,15 @@ pub(super) fn get_named<T: TryGetable>(
         .map_err(|e| DbErr::Custom(format!("column {column}: {e}")))
 }
 
-/// One scalar column of kind `kind`, by name (the row reads of [`super::rows`]).
+/// One scalar column of kind `kind`, by name among the result's column `names` (the row reads
+/// of [`super::rows`]; the names are read once per result).
 pub(super) fn scalar_named(
     row: &QueryResult,
+    names: &[String],
     kind: FieldKind,
     column: &str,
 ) -> Result<Json, DbErr> {
-    let i = row
-        .column_names()
+    let i = names
         .iter()
         .position(|n| n == column)
         .ok_or_else(|| DbErr::Custom(format!("no column {column} in the result")))?;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement};
 use serde_json::{Value as Json, json};
 
 use super::decode;
@@ -106,17 +106,23 @@ pub async fn cached_rows(
         .from(Alias::new(&entity.table))
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()))
         .to_owned();
-    for row in db.query_all(&select).await? {
+    let rows = db.query_all(&select).await?;
+    let names = rows
+        .first()
+        .map(QueryResult::column_names)
+        .unwrap_or_default();
+    for row in rows {
         let Some(id) = decode::get_named::<i64>(&row, "id")? else {
             continue;
         };
         let mut fields = CachedRow::new();
-        let active = decode::scalar_named(&row, crate::schema::FieldKind::Checkbox, "_active")?;
+        let checkbox = crate::schema::FieldKind::Checkbox;
+        let active = decode::scalar_named(&row, &names, checkbox, "_active")?;
         fields.insert("_active".to_owned(), active);
         for field in entity.fields.values() {
             let value = match &field.layout {
                 ColumnLayout::Scalar { column, .. } => {
-                    decode::scalar_named(&row, field.kind, column)?
+                    decode::scalar_named(&row, &names, field.kind, column)?
                 }
                 ColumnLayout::Entity {
                     type_column,
