@@ -3,8 +3,8 @@
 //! Each multi-entity return field is one statement over the page's ids: on SQLite it runs
 //! first, over the page's inner query, and the page's rows are then serialised straight to the
 //! body as they are read; on PostgreSQL, whose rows are read whole, it runs after the page over
-//! the ids read (an index scan). No `serde_json::Value` per entity; all in one read snapshot. The page reads `limit + 1` rows:
-//! the extra row only says whether there is a next page. `entity_count` is given only when the
+//! the ids read (an index scan). No `serde_json::Value` per entity; all in one read snapshot.
+//! The page reads `limit + 1` rows: the extra row only says whether there is a next page. `entity_count` is given only when the
 //! client asks for counts (the official client's paging loop asks
 //! `return_paging_info_without_counts`); then a page that ends the result tells it
 //! (`offset + rows`), and otherwise one `COUNT(*)` of the matching rows does (no sort, no
@@ -51,7 +51,7 @@ pub async fn execute_body(read: &CompiledRead, pools: &Pools) -> Result<Body, Db
 }
 
 fn json_err(e: serde_json::Error) -> DbErr {
-    DbErr::Custom(format!("encoding the page: {e}"))
+    DbErr::Custom(format!("the page's JSON: {e}"))
 }
 
 fn limit(read: &CompiledRead) -> usize {
@@ -211,12 +211,15 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, Db
     )
 }
 
+/// The column layout of `rows` (`None` when there are none).
+fn rows_layout(read: &CompiledRead, rows: &[QueryResult]) -> Result<Option<Layout>, DbErr> {
+    rows.first()
+        .map(|r| Layout::new(&r.column_names(), &read.fields))
+        .transpose()
+}
+
 /// The ids of the page's rows (not the row past it).
-fn page_ids(read: &CompiledRead, rows: &[QueryResult]) -> Result<Vec<i64>, DbErr> {
-    let Some(first) = rows.first() else {
-        return Ok(Vec::new());
-    };
-    let layout = Layout::new(&first.column_names(), &read.fields)?;
+fn page_ids(read: &CompiledRead, rows: &[QueryResult], layout: &Layout) -> Result<Vec<i64>, DbErr> {
     rows.iter()
         .take(limit(read))
         .filter_map(|r| layout.id(r).transpose())
@@ -225,11 +228,10 @@ fn page_ids(read: &CompiledRead, rows: &[QueryResult]) -> Result<Vec<i64>, DbErr
 
 /// The read on SeaORM's pool (PostgreSQL; SQLite when rusqlite cannot take the values).
 async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
-    let (links, rows) = if read.multis.is_empty() {
-        (
-            Vec::new(),
-            db.query_all_raw(read.page.statement(read.dialect)).await?,
-        )
+    let (links, rows, layout) = if read.multis.is_empty() {
+        let rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
+        let layout = rows_layout(read, &rows)?;
+        (Vec::new(), rows, layout)
     } else {
         // The multi-entity statements and the page see one snapshot.
         let txn = db
@@ -239,7 +241,11 @@ async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, D
             )
             .await?;
         let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
-        let ids = page_ids(read, &rows)?;
+        let layout = rows_layout(read, &rows)?;
+        let ids = match &layout {
+            Some(layout) => page_ids(read, &rows, layout)?,
+            None => Vec::new(),
+        };
         let mut links = Vec::with_capacity(read.multis.len());
         for m in &read.multis {
             let mut found = MultiLinks::new();
@@ -255,13 +261,12 @@ async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, D
             links.push(found);
         }
         txn.commit().await?;
-        (links, rows)
+        (links, rows, layout)
     };
     let mut body = BodyWriter::new(read, &links);
-    if let Some(first) = rows.first() {
-        let layout = Layout::new(&first.column_names(), &read.fields)?;
+    if let Some(layout) = &layout {
         for row in &rows {
-            body.row(row, &layout)?;
+            body.row(row, layout)?;
         }
     }
     let total = match (read.counts, body.own_count()) {
