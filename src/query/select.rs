@@ -106,10 +106,11 @@ fn resolve_value_path<'a>(
 /// position, the links that do not resolve left out (see [`super::links`]).
 #[derive(Clone, Debug)]
 pub struct MultiRead {
-    /// `SELECT ... WHERE <the link resolves> AND `: the ids condition and the order follow.
+    /// `SELECT ... WHERE <the link resolves> AND `: the ids condition and `order` follow.
     head: Sql,
     parent: String,
-    position: String,
+    /// ` ORDER BY <parent>, <position>`.
+    order: String,
 }
 
 impl MultiRead {
@@ -120,7 +121,8 @@ impl MultiRead {
             .clone()
             .text(format!("{} IN (SELECT q.{} FROM (", self.parent, ident(ID)))
             .push(ids.clone())
-            .text(format!(") q) ORDER BY {}, {}", self.parent, self.position))
+            .text(") q)")
+            .text(self.order.clone())
     }
 
     /// The statement for the page rows `ids`, bound as one array (PostgreSQL, which reads the
@@ -132,10 +134,8 @@ impl MultiRead {
             .clone()
             .text(format!("{} = ANY(CAST(", self.parent))
             .bind(format!("{{{list}}}"))
-            .text(format!(
-                " AS BIGINT[])) ORDER BY {}, {}",
-                self.parent, self.position
-            ))
+            .text(" AS BIGINT[]))")
+            .text(self.order.clone())
     }
 
     /// The statement for the page whose inner query is `page` and whose rows, already read,
@@ -374,10 +374,11 @@ impl Returns {
         .text(" WHERE ")
         .push(j.id)
         .text(" IS NOT NULL AND ");
+        let parent = col(&m, "parent_id");
         self.multis.push(MultiRead {
             head,
-            parent: col(&m, "parent_id"),
-            position: col(&m, "position"),
+            order: format!(" ORDER BY {parent}, {}", col(&m, "position")),
+            parent,
         });
         Ok(Decode::Multi {
             index: self.multis.len() - 1,
