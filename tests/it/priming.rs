@@ -238,3 +238,52 @@ async fn serve_with_the_default_config_selection_primes_every_cached_type() {
         drop(daemon);
     }
 }
+
+/// Whether `table` has planner statistics: PostgreSQL's `reltuples` is -1 until the table is
+/// first analyzed; SQLite's `sqlite_stat1` has rows for it only after `ANALYZE`.
+async fn analyzed(daemon: &sgcache::Daemon, table: &str) -> bool {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let db = &daemon.pools.reader;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "SELECT CAST(reltuples >= 0 AS INTEGER) AS ok FROM pg_class WHERE relname = '{table}'"
+        ),
+        _ => format!(
+            "SELECT CAST(COUNT(*) > 0 AS INTEGER) AS ok FROM sqlite_stat1 WHERE tbl = '{table}'"
+        ),
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await
+        .ok()
+        .flatten();
+    row.and_then(|r| r.try_get::<i32>("", "ok").ok()) == Some(1)
+}
+
+#[actix_web::test]
+async fn a_primed_type_has_planner_statistics() {
+    for test_db in databases().await {
+        let site = seeded_site();
+        let user = site.entities("HumanUser")[0]["id"].clone();
+        site.seed(
+            "Task",
+            1,
+            |_| json!({"content": "assigned", "task_assignees": [{"type": "HumanUser", "id": user}]}),
+        );
+        let mut config = test_config(&test_db, Some(&site));
+        fixture_schema_config(&mut config);
+        let daemon = sgcache::Daemon::start(config, listener())
+            .await
+            .expect("daemon starts");
+        wait_primed(&daemon, Duration::from_secs(60)).await;
+        // The full scan's last write analyzes the type's table and association tables.
+        for table in ["shot", "task", "humanuser", "task_task_assignees"] {
+            assert!(
+                analyzed(&daemon, table).await,
+                "{table} analyzed on {:?}",
+                test_db.backend
+            );
+        }
+    }
+}

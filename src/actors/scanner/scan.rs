@@ -423,7 +423,13 @@ async fn finish_full_scan(
     };
     writer
         .apply(Apply {
-            ops: vec![expect_schema(entity), state_op(entity, patch)],
+            ops: vec![
+                expect_schema(entity),
+                state_op(entity, patch),
+                WriteOp::Analyze {
+                    entity_type: entity.name.clone(),
+                },
+            ],
             checkpoint: None,
         })
         .await

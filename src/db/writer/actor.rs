@@ -91,6 +91,11 @@ pub enum WriteOp {
     },
     /// A calibrated rule's new state (`sgcache_rule`); the shared view follows after commit.
     Rule { rule: Rule, state: RuleState },
+    /// Refreshes the query planner's statistics of one type's tables (its table and its
+    /// association tables): sent when a full scan has bulk-loaded the type. Without them
+    /// PostgreSQL plans the first reads blind (autovacuum may be minutes away, or off): a page of
+    /// 500 Tasks was measured at 224 ms before `ANALYZE` and 5 ms after.
+    Analyze { entity_type: String },
 }
 
 /// Fields of `sgcache_entity_state` to change; `None` leaves a column alone.

@@ -92,6 +92,7 @@ async fn apply_op(
         } => expect_schema(schema, entity_type, signature),
         WriteOp::SiteInfo { key, value } => store_site_info(tx, key, value, now).await,
         WriteOp::Rule { rule, state } => crate::db::rules::store_rule(tx, *rule, state, now).await,
+        WriteOp::Analyze { entity_type } => analyze(tx, cached_entity(schema, entity_type)?).await,
         WriteOp::Verification {
             entity_type,
             outcome: verdict,
@@ -100,6 +101,22 @@ async fn apply_op(
             entity_ids,
         } => store_verification(tx, now, entity_type, verdict, request, diff, entity_ids).await,
     }
+}
+
+/// `ANALYZE` of `entity`'s table and association tables (allowed inside a transaction on both
+/// backends).
+async fn analyze(tx: &DatabaseTransaction, entity: &CachedEntity) -> Result<(), StoreError> {
+    let backend = tx.get_database_backend();
+    let multis = entity.fields.values().filter_map(|f| match &f.layout {
+        ColumnLayout::MultiEntity { table } => Some(table.as_str()),
+        _ => None,
+    });
+    for table in std::iter::once(entity.table.as_str()).chain(multis) {
+        let sql = format!("ANALYZE {}", crate::query::sql::ident(table));
+        tx.execute_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?;
+    }
+    Ok(())
 }
 
 /// One verifier finding, a row of the verification table.
