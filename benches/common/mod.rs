@@ -91,7 +91,15 @@ impl BenchDb {
         })
     }
 
+    /// Drops the PostgreSQL database, unless `SGCACHE_BENCH_KEEP_DB` is set (diagnostics:
+    /// the database's name is printed).
     pub async fn drop_pg(&mut self) {
+        if std::env::var_os("SGCACHE_BENCH_KEEP_DB").is_some()
+            && let Some(name) = self.pg_name.take()
+        {
+            eprintln!("SGCACHE_BENCH_KEEP_DB: PostgreSQL database {name} kept");
+            return;
+        }
         if let Some(name) = self.pg_name.take()
             && let Ok(admin) = Database::connect(&pg_admin_url()).await
         {

@@ -77,6 +77,9 @@ pub struct Pools {
     pub writer: DatabaseConnection,
     /// On SQLite, the page reads' own connections (see [`reader::sqlite`]).
     pub sqlite_reads: Option<std::sync::Arc<reader::sqlite::SqliteReads>>,
+    /// On PostgreSQL, the sqlx pool behind `reader`: page reads run on it directly (see
+    /// [`reader::postgres`]).
+    pub pg_reads: Option<sea_orm::sqlx::PgPool>,
 }
 
 /// Connects both pools. For SQLite the file (and its directory) is created on first use, in
@@ -97,11 +100,14 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pools, StoreError> {
                 config.max_connections as usize,
             ))
         });
+    let pg_reads = (reader.get_database_backend() == sea_orm::DbBackend::Postgres)
+        .then(|| reader.get_postgres_connection_pool().clone());
     Ok(Pools {
         backend,
         reader,
         writer,
         sqlite_reads,
+        pg_reads,
     })
 }
 

@@ -16,7 +16,7 @@
 //! [`crate::schema::selection`]), so "no active row in the cache" means "retired on the site"
 //! (or not yet known to the cache, which the event poller and scanner fix).
 use super::filters::Compiler;
-use super::sql::{Sql, col, ident};
+use super::sql::{Sql, col, ident, quoted};
 
 /// A type a link field may point to: its table and the column giving links their `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +36,8 @@ pub fn resolved_row(table: &str, alias: &str, id_expr: &str) -> Sql {
 /// `alias."id" = <id_expr> AND alias."_active" = TRUE`: the condition on the row of `alias`.
 fn resolves(alias: &str, id_expr: &str) -> Sql {
     Sql::raw(format!(
-        "{alias}.\"id\" = {id_expr} AND {alias}.\"_active\" = "
+        "{alias}.\"id\" = {id_expr} AND {alias}.\"_active\" = TRUE"
     ))
-    .bind(true)
 }
 
 /// A link joined to the rows it may resolve to: one `LEFT JOIN` per target type.
@@ -68,9 +67,7 @@ impl Compiler<'_> {
             .iter()
             .map(|t| {
                 let n = self.alias("n");
-                Sql::raw(format!("{type_expr} = "))
-                    .bind(t.entity_type.clone())
-                    .text(" AND ")
+                Sql::raw(format!("{type_expr} = {} AND ", quoted(&t.entity_type)))
                     .push(self.dialect.exists(resolved_row(&t.table, &n, id_expr)))
             })
             .collect();
@@ -94,11 +91,10 @@ impl Compiler<'_> {
             let j = self.alias("j");
             joins = joins
                 .text(format!(
-                    " LEFT JOIN {} {j} ON {type_expr} = ",
-                    ident(&t.table)
+                    " LEFT JOIN {} {j} ON {type_expr} = {} AND ",
+                    ident(&t.table),
+                    quoted(&t.entity_type)
                 ))
-                .bind(t.entity_type.clone())
-                .text(" AND ")
                 .push(resolves(&j, id_expr));
             ids.push(col(&j, "id"));
             names.push(col(&j, &t.name_column));
@@ -134,9 +130,11 @@ impl Compiler<'_> {
         for t in targets {
             let n = self.alias("n");
             s = s
-                .text(format!(" WHEN {type_expr} = "))
-                .bind(t.entity_type.clone())
-                .text(format!(" THEN (SELECT {}", col(&n, &t.name_column)))
+                .text(format!(
+                    " WHEN {type_expr} = {} THEN (SELECT {}",
+                    quoted(&t.entity_type),
+                    col(&n, &t.name_column)
+                ))
                 .push(resolved_row(&t.table, &n, id_expr))
                 .text(")");
         }

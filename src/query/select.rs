@@ -17,7 +17,7 @@ use super::PassReason;
 use super::filters::{Compiler, PlanError, case_insensitive};
 use super::links::resolved_row;
 use super::paths::{Hop, PathError, Resolved};
-use super::sql::{Dialect, Sql, col, ident};
+use super::sql::{Dialect, Sql, col, ident, quoted, truth};
 use crate::api3::read::{ReadRequest, ReturnOnly};
 use crate::schema::{CachedEntity, ColumnLayout, FieldKind, SqlType};
 
@@ -73,9 +73,11 @@ fn through(
     Sql::raw("(SELECT ")
         .push(through(c, rest, &b, final_expr))
         .push(resolved_row(&hop.target.table, &b, &col(alias, id_column)))
-        .text(format!(" AND {} = ", col(alias, type_column)))
-        .bind(hop.target.name.clone())
-        .text(")")
+        .text(format!(
+            " AND {} = {})",
+            col(alias, type_column),
+            quoted(&hop.target.name)
+        ))
 }
 
 /// Resolves a sort or return path for reading values; multi-entity hops are not supported.
@@ -168,11 +170,10 @@ pub fn build(
     let returns = return_fields(c, req, root)?;
     let order = order_keys(c, req, root)?;
     let from_where = Sql::raw(format!(
-        " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = ",
-        ident(&root.table)
+        " FROM {} {ROOT} WHERE {ROOT}.\"_active\" = {} AND ",
+        ident(&root.table),
+        truth(req.return_only == ReturnOnly::Active)
     ))
-    .bind(req.return_only == ReturnOnly::Active)
-    .text(" AND ")
     .push(filter.paren());
     let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where.clone());
     let ids = page_ids(req, &order, from_where);

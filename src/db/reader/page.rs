@@ -10,14 +10,14 @@
 //! (`offset + rows`), and otherwise one `COUNT(*)` of the matching rows does (no sort, no
 //! window over the whole result). The count is a statement of its own: like the pages of one
 //! `find`, which are separate requests, it may see a write the page did not.
-use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, QueryResult,
-    TransactionTrait,
-};
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{Column, PgPool, Row};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, TransactionTrait};
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::decode::{self, Cells, EntityOut, Layout, MultiLinks};
+use super::postgres;
 use super::sqlite::{self, SqliteReads};
 use crate::db::Pools;
 use crate::query::{CompiledRead, Dialect, select};
@@ -47,7 +47,10 @@ pub async fn execute_body(read: &CompiledRead, pools: &Pools) -> Result<Body, Db
     {
         return result;
     }
-    on_sqlx(read, &pools.reader).await
+    match &pools.pg_reads {
+        Some(pool) => on_postgres(read, pool).await,
+        None => on_sqlx(read, &pools.reader).await,
+    }
 }
 
 fn json_err(e: serde_json::Error) -> DbErr {
@@ -211,64 +214,121 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, Db
     )
 }
 
-/// The column layout of `rows` (`None` when there are none).
-fn rows_layout(read: &CompiledRead, rows: &[QueryResult]) -> Result<Option<Layout>, DbErr> {
-    rows.first()
-        .map(|r| Layout::new(&r.column_names(), &read.fields))
+/// The column layout of a result whose first row is `first` (`None` when there are none).
+fn layout_of<R>(
+    read: &CompiledRead,
+    first: Option<&R>,
+    names: impl Fn(&R) -> Vec<String>,
+) -> Result<Option<Layout>, DbErr> {
+    first
+        .map(|r| Layout::new(&names(r), &read.fields))
         .transpose()
 }
 
 /// The ids of the page's rows (not the row past it).
-fn page_ids(read: &CompiledRead, rows: &[QueryResult], layout: &Layout) -> Result<Vec<i64>, DbErr> {
+fn page_ids<C: Cells>(
+    read: &CompiledRead,
+    rows: &[C],
+    layout: Option<&Layout>,
+) -> Result<Vec<i64>, DbErr> {
+    let Some(layout) = layout else {
+        return Ok(Vec::new());
+    };
     rows.iter()
         .take(limit(read))
         .filter_map(|r| layout.id(r).transpose())
         .collect()
 }
 
-/// The read on SeaORM's pool (PostgreSQL; SQLite when rusqlite cannot take the values).
-async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
+/// The page's rows, read whole, written to a body (the count is the caller's).
+fn write_rows<'a, C: Cells>(
+    read: &'a CompiledRead,
+    links: &'a [MultiLinks],
+    rows: &[C],
+    layout: Option<&Layout>,
+) -> Result<BodyWriter<'a>, DbErr> {
+    let mut body = BodyWriter::new(read, links);
+    if let Some(layout) = layout {
+        for row in rows {
+            body.row(row, layout)?;
+        }
+    }
+    Ok(body)
+}
+
+/// The read on sqlx's PostgreSQL pool: the page, then (in one snapshot) each multi-entity
+/// statement over the page's ids.
+async fn on_postgres(read: &CompiledRead, pool: &PgPool) -> Result<Body, DbErr> {
+    let names = |r: &PgRow| r.columns().iter().map(|c| c.name().to_owned()).collect();
     let (links, rows, layout) = if read.multis.is_empty() {
-        let rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
-        let layout = rows_layout(read, &rows)?;
+        let rows = postgres::fetch_all(pool, &read.page).await?;
+        let layout = layout_of(read, rows.first(), names)?;
         (Vec::new(), rows, layout)
     } else {
-        // The multi-entity statements and the page see one snapshot.
-        let txn = db
-            .begin_with_config(
-                Some(IsolationLevel::RepeatableRead),
-                Some(AccessMode::ReadOnly),
-            )
-            .await?;
-        let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
-        let layout = rows_layout(read, &rows)?;
-        let ids = match &layout {
-            Some(layout) => page_ids(read, &rows, layout)?,
-            None => Vec::new(),
-        };
+        let mut txn = pool
+            .begin_with(postgres::BEGIN_SNAPSHOT)
+            .await
+            .map_err(postgres::query_err)?;
+        let rows = postgres::fetch_all(&mut *txn, &read.page).await?;
+        let layout = layout_of(read, rows.first(), names)?;
+        let ids = page_ids(read, &rows, layout.as_ref())?;
         let mut links = Vec::with_capacity(read.multis.len());
         for m in &read.multis {
             let mut found = MultiLinks::new();
-            for row in txn
-                .query_all_raw(
-                    m.over_rows(read.dialect, &read.ids, &ids)
-                        .statement(read.dialect),
-                )
-                .await?
-            {
+            for row in postgres::fetch_all(&mut *txn, &m.over_ids(&ids)).await? {
                 decode::add_multi_row(&mut found, &row)?;
             }
             links.push(found);
         }
-        txn.commit().await?;
+        txn.commit().await.map_err(postgres::query_err)?;
         (links, rows, layout)
     };
-    let mut body = BodyWriter::new(read, &links);
-    if let Some(layout) = &layout {
-        for row in &rows {
-            body.row(row, layout)?;
-        }
+    let body = write_rows(read, &links, &rows, layout.as_ref())?;
+    let total = match (read.counts, body.own_count()) {
+        (false, _) => None,
+        (true, Some(n)) => Some(n),
+        (true, None) => match postgres::fetch_all(pool, &read.count).await?.first() {
+            Some(r) => r.int(0)?,
+            None => Some(0),
+        },
+    };
+    body.finish(total)
+}
+
+/// The read on SeaORM's pool: SQLite when rusqlite cannot take the bind values.
+async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
+    let names = |r: &QueryResult| r.column_names();
+    if read.multis.is_empty() {
+        let rows = db.query_all_raw(read.page.statement(read.dialect)).await?;
+        let layout = layout_of(read, rows.first(), names)?;
+        let body = write_rows(read, &[], &rows, layout.as_ref())?;
+        return sqlx_finish(read, db, body).await;
     }
+    // The multi-entity statements and the page see one snapshot.
+    let txn = db.begin().await?;
+    let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
+    let layout = layout_of(read, rows.first(), names)?;
+    let ids = page_ids(read, &rows, layout.as_ref())?;
+    let mut links = Vec::with_capacity(read.multis.len());
+    for m in &read.multis {
+        let mut found = MultiLinks::new();
+        let statement = m.over_rows(read.dialect, &read.ids, &ids);
+        for row in txn.query_all_raw(statement.statement(read.dialect)).await? {
+            decode::add_multi_row(&mut found, &row)?;
+        }
+        links.push(found);
+    }
+    txn.commit().await?;
+    let body = write_rows(read, &links, &rows, layout.as_ref())?;
+    sqlx_finish(read, db, body).await
+}
+
+/// The body with its count, counted on SeaORM's pool when the page does not tell it.
+async fn sqlx_finish(
+    read: &CompiledRead,
+    db: &DatabaseConnection,
+    body: BodyWriter<'_>,
+) -> Result<Body, DbErr> {
     let total = match (read.counts, body.own_count()) {
         (false, _) => None,
         (true, Some(n)) => Some(n),

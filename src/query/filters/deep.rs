@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use super::{Compiler, PlanError, Rel};
 use crate::query::links::resolved_row;
 use crate::query::paths::{Hop, Resolved};
-use crate::query::sql::{Sql, col, ident};
+use crate::query::sql::{Sql, col, ident, quoted};
 use crate::schema::ColumnLayout;
 
 impl<'a> Compiler<'a> {
@@ -66,9 +66,7 @@ impl<'a> Compiler<'a> {
         };
         let inner = self.dialect.exists(
             resolved_row(&target.table, to, &id_expr)
-                .text(format!(" AND {type_expr} = "))
-                .bind(target.name.clone())
-                .text(" AND ")
+                .text(format!(" AND {type_expr} = {} AND ", quoted(&target.name)))
                 .push(pred.paren()),
         );
         match outer {

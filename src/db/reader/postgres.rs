@@ -1,0 +1,94 @@
+//! Reads on PostgreSQL through sqlx directly, on the pool behind SeaORM's reader connection.
+//!
+//! SeaORM hands rows back as `QueryResult`s whose text cells decode into owned `String`s; a
+//! page of 500 Tasks is ~8,000 cells. Here rows are `PgRow`s read by column index and text is
+//! borrowed from the row, as in the bench's raw-driver floor. The statements and their bind
+//! values are the ones SeaORM would send (`SqlxValues`), so the answers are the same.
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::query::Query;
+use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row, ValueRef};
+use sea_orm::{DbErr, RuntimeErr};
+use sea_query_sqlx::SqlxValues;
+
+use super::decode::Cells;
+use crate::query::{Dialect, Sql};
+
+/// The transaction of a read that runs more than one statement: one snapshot, in one round
+/// trip (SeaORM's `begin_with_config` sends `BEGIN` and `SET TRANSACTION` apart).
+pub const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// A compiled statement as a sqlx query, bound as SeaORM binds it.
+pub fn query(sql: &Sql) -> Query<'static, Postgres, SqlxValues> {
+    let (text, values) = sql.render(Dialect::Postgres);
+    sqlx::query_with(
+        AssertSqlSafe(text),
+        SqlxValues(sea_orm::sea_query::Values(values)),
+    )
+}
+
+/// A sqlx error as SeaORM reports a failed query.
+pub fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("column {i}: {e}"))
+}
+
+/// The cell `i` decoded as `T`; `None` for NULL, an error for a type `T` does not take.
+fn get<'r, T>(row: &'r PgRow, i: usize) -> Result<Option<T>, DbErr>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get::<Option<T>, _>(i).map_err(|e| column_err(i, e))
+}
+
+/// The type name of cell `i` (to pick a decoder for numbers of other widths).
+fn type_name(row: &PgRow, i: usize) -> Result<String, DbErr> {
+    let raw = row.try_get_raw(i).map_err(|e| column_err(i, e))?;
+    Ok(raw.type_info().to_string())
+}
+
+impl Cells for PgRow {
+    fn int(&self, i: usize) -> Result<Option<i64>, DbErr> {
+        match get::<i64>(self, i) {
+            Ok(v) => Ok(v),
+            // An INTEGER or SMALLINT column (not written by sgcache's own DDL, but valid SQL).
+            Err(e) => match type_name(self, i)?.as_str() {
+                "INT4" => Ok(get::<i32>(self, i)?.map(i64::from)),
+                "INT2" => Ok(get::<i16>(self, i)?.map(i64::from)),
+                _ => Err(e),
+            },
+        }
+    }
+    fn float(&self, i: usize) -> Result<Option<f64>, DbErr> {
+        match get::<f64>(self, i) {
+            Ok(v) => Ok(v),
+            Err(e) => match type_name(self, i)?.as_str() {
+                "FLOAT4" => Ok(get::<f32>(self, i)?.map(f64::from)),
+                "INT8" | "INT4" | "INT2" => Ok(self.int(i)?.map(|v| v as f64)),
+                _ => Err(e),
+            },
+        }
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {
+        match get::<bool>(self, i) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(self.int(i)?.map(|v| v != 0)),
+        }
+    }
+    fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr> {
+        Ok(get::<&str>(self, i)?.map(Cow::Borrowed))
+    }
+}
+
+/// Runs `sql` on `executor` and returns all its rows.
+pub async fn fetch_all<'c, E>(executor: E, sql: &Sql) -> Result<Vec<PgRow>, DbErr>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    query(sql).fetch_all(executor).await.map_err(query_err)
+}
