@@ -29,7 +29,7 @@ use actix::{Addr, Arbiter};
 use actix_web::dev::ServerHandle;
 use tracing::{info, warn};
 
-use crate::actors::calibrator::{Calibrator, CalibratorStats};
+use crate::actors::calibrator::CalibratorStats;
 use crate::actors::event_poller::EventPollerStats;
 use crate::actors::leader::ElectionHandle;
 use crate::actors::scanner::ScannerStats;
@@ -72,7 +72,6 @@ pub struct Daemon {
     /// Where the actors report failures; a fatal one stops [`Daemon::run_until_stopped`].
     pub supervisor: Supervisor,
     /// `None` when `calibration.enabled` is false or no site is configured.
-    pub calibrator: Option<Addr<Calibrator>>,
     pub calibrator_stats: Arc<CalibratorStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,
@@ -123,8 +122,7 @@ impl Daemon {
             verifier: local.verifier,
             verifier_stats: local.verifier_stats,
             supervisor,
-            calibrator: local.calibrator,
-            calibrator_stats: local.calibrator_stats,
+            calibrator_stats: leader.calibrator_stats,
             server: Some(server.task),
             handle: server.handle,
             election: Some(leader.election),
@@ -248,9 +246,6 @@ impl Daemon {
             election.stop().await;
         }
         // Drops a verification in progress (verification is best effort).
-        if let Some(calibrator) = &self.calibrator {
-            let _ = calibrator.send(Stop).await;
-        }
         if let Some(verifier) = &self.verifier {
             let _ = verifier.send(Stop).await;
         }

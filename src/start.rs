@@ -11,7 +11,7 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 
 use crate::actors::Supervisor;
-use crate::actors::calibrator::{Calibrator, CalibratorStats};
+use crate::actors::calibrator::CalibratorStats;
 use crate::actors::event_poller::EventPollerStats;
 use crate::actors::leader::{Election, ElectionHandle, ElectionParts};
 use crate::actors::leader_duties::{Current, DaemonDuties};
@@ -57,8 +57,11 @@ pub(crate) async fn open_storage(config: &Config, addr: SocketAddr) -> Result<St
 
     let cache = CacheState::new();
     cache.set_complete(db::writer::load_complete(&pools.reader).await?);
-    cache.set_rules(db::rules::load_rules(&pools.reader).await?);
-    config.calibration.apply_pinned(&cache);
+    cache.set_rules(
+        config
+            .calibration
+            .pinned(db::rules::load_rules(&pools.reader).await?),
+    );
     let cluster = Arc::new(match pools.backend {
         schema::Backend::Sqlite => ClusterState::single(cluster::instance_id(addr)),
         schema::Backend::Postgres => ClusterState::elected(cluster::instance_id(addr)),
@@ -86,10 +89,12 @@ pub(crate) struct LeaderParts {
     pub loader_stats: Arc<SchemaLoaderStats>,
     pub scanner_stats: Arc<ScannerStats>,
     pub event_poller_stats: Arc<EventPollerStats>,
+    pub calibrator_stats: Arc<CalibratorStats>,
 }
 
-/// Starts the election. The schema loader (DDL), the scanner and the event poller run on the
-/// leader only; followers take the schema and the complete types from the database.
+/// Starts the election. The schema loader (DDL), the scanner, the event poller and the
+/// calibrator run on the leader only; followers take the schema, the complete types and the
+/// calibrated rules from the database.
 pub(crate) fn start_election(config: &Arc<Config>, storage: &Storage) -> LeaderParts {
     let loader_stats = Arc::new(SchemaLoaderStats::default());
     let duties = DaemonDuties::new(
@@ -99,9 +104,10 @@ pub(crate) fn start_election(config: &Arc<Config>, storage: &Storage) -> LeaderP
         storage.cache.clone(),
         loader_stats.clone(),
     );
-    let (scanner_stats, event_poller_stats, schema_loader) = (
+    let (scanner_stats, event_poller_stats, calibrator_stats, schema_loader) = (
         duties.scanner.clone(),
         duties.event_poller.clone(),
+        duties.calibrator.clone(),
         duties.current_loader.clone(),
     );
     let follower = Follower::new(
@@ -125,14 +131,12 @@ pub(crate) fn start_election(config: &Arc<Config>, storage: &Storage) -> LeaderP
         loader_stats,
         scanner_stats,
         event_poller_stats,
+        calibrator_stats,
     }
 }
 
 /// The actors every instance runs, leader or follower, and their figures.
 pub(crate) struct LocalActors {
-    /// `None` when `calibration.enabled` is false or no site is configured.
-    pub calibrator: Option<Addr<Calibrator>>,
-    pub calibrator_stats: Arc<CalibratorStats>,
     pub site_info: Arc<SiteInfoState>,
     pub write_back: Addr<WriteBack>,
     pub write_back_stats: Arc<WriteBackStats>,
@@ -142,7 +146,7 @@ pub(crate) struct LocalActors {
     pub verifier_stats: Arc<VerifierStats>,
 }
 
-/// Starts the calibrator, the site-info keeper, the write-back and the verifier.
+/// Starts the site-info keeper, the write-back and the verifier.
 pub(crate) fn start_local_actors(config: &Arc<Config>, storage: &Storage) -> LocalActors {
     let Storage {
         pools,
@@ -150,18 +154,6 @@ pub(crate) fn start_local_actors(config: &Arc<Config>, storage: &Storage) -> Loc
         writer,
         ..
     } = storage;
-    // Learns the site's undocumented rules (see actors::calibrator).
-    let calibrator_stats = Arc::new(CalibratorStats::default());
-    let calibrator = (config.calibration.enabled && config.shotgun.url.is_some()).then(|| {
-        Calibrator::new(
-            config.clone(),
-            pools.clone(),
-            writer.clone(),
-            cache.clone(),
-            calibrator_stats.clone(),
-        )
-        .start()
-    });
     // The site's `info`, kept for answering `info` while the site is down.
     let site_info = Arc::new(SiteInfoState::default());
     SiteInfo::new(config, site_info.clone(), pools.clone(), writer.clone()).start();
@@ -190,8 +182,6 @@ pub(crate) fn start_local_actors(config: &Arc<Config>, storage: &Storage) -> Loc
             (None, None)
         };
     LocalActors {
-        calibrator,
-        calibrator_stats,
         site_info,
         write_back,
         write_back_stats,
@@ -272,7 +262,7 @@ pub(crate) fn status_sources(
         requests: request_stats.clone(),
         write_back: local.write_back_stats.clone(),
         verifier: local.verifier_stats.clone(),
-        calibrator: local.calibrator_stats.clone(),
+        calibrator: leader.calibrator_stats.clone(),
         site_info: local.site_info.clone(),
         pools: storage.pools.clone(),
         sizes: Arc::new(metrics::CacheSizes::default()),

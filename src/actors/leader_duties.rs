@@ -1,6 +1,7 @@
 //! The daemon's leader-only actors, started and stopped by the election
-//! ([`super::leader::Election`]): the schema loader (it applies DDL), the event poller and the
-//! scanner. Each new start reads its state from the database (the event checkpoint, the scan
+//! ([`super::leader::Election`]): the schema loader (it applies DDL), the event poller, the
+//! scanner and the calibrator (one instance probes the site's rules; followers read them from
+//! the database, see `crate::cluster::follow`). Each new start reads its state from the database (the event checkpoint, the scan
 //! cursors), which the fence guarantees includes everything a previous leader committed.
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +9,7 @@ use actix::{Actor, Addr};
 use tracing::debug;
 
 use super::Stop;
+use super::calibrator::{Calibrator, CalibratorStats};
 use super::event_poller::{EventPoller, EventPollerStats};
 use super::leader::LeaderDuties;
 use super::scanner::{Scanner, ScannerStats};
@@ -55,6 +57,7 @@ pub struct DaemonDuties {
     pub schema_loader: Arc<SchemaLoaderStats>,
     pub scanner: Arc<ScannerStats>,
     pub event_poller: Arc<EventPollerStats>,
+    pub calibrator: Arc<CalibratorStats>,
     /// The schema loader while leading (`Daemon::schema_loader`).
     pub current_loader: Current<SchemaLoader>,
     running: Option<Running>,
@@ -66,6 +69,8 @@ struct Running {
     scanner: Option<Addr<Scanner>>,
     /// `None` when `events.enabled` is false or no site is configured.
     event_poller: Option<Addr<EventPoller>>,
+    /// `None` when `calibration.enabled` is false or no site is configured.
+    calibrator: Option<Addr<Calibrator>>,
 }
 
 impl DaemonDuties {
@@ -84,6 +89,7 @@ impl DaemonDuties {
             schema_loader,
             scanner: Arc::default(),
             event_poller: Arc::default(),
+            calibrator: Arc::default(),
             current_loader: Current::default(),
             running: None,
         }
@@ -127,11 +133,23 @@ impl LeaderDuties for DaemonDuties {
             )
             .start()
         });
+        // Learns the site's undocumented rules (see actors::calibrator).
+        let calibrator = (self.config.calibration.enabled && site).then(|| {
+            Calibrator::new(
+                self.config.clone(),
+                self.pools.clone(),
+                self.writer.clone(),
+                self.cache.clone(),
+                self.calibrator.clone(),
+            )
+            .start()
+        });
         self.current_loader.set(Some(schema_loader.clone()));
         self.running = Some(Running {
             schema_loader,
             scanner,
             event_poller,
+            calibrator,
         });
     }
 
@@ -147,6 +165,10 @@ impl LeaderDuties for DaemonDuties {
         }
         if let Some(scanner) = &running.scanner {
             let _ = scanner.send(Stop).await;
+        }
+        // Drops a calibration in progress: a probe's rule is written after it settles.
+        if let Some(calibrator) = &running.calibrator {
+            let _ = calibrator.send(Stop).await;
         }
         let _ = running.schema_loader.send(Stop).await;
         debug!("leader-only actors stopped");

@@ -1,5 +1,5 @@
 //! What a follower takes from the database: the schema the leader applied, the set of complete
-//! types, and who the leader is.
+//! types, the rules the leader's calibrator stored, and who the leader is.
 //!
 //! Followers poll (every election tick) rather than LISTEN: the poll needs no extra connection,
 //! survives reconnects without missing a notification, and also sees what a previous leader
@@ -50,7 +50,7 @@ impl Follower {
     }
 
     /// One poll: the leader's identity, its schema (when the registry changed), then the
-    /// complete types, all from one snapshot of the database.
+    /// complete types and the calibrated rules, all from one snapshot of the database.
     pub async fn sync(&mut self, cluster: &ClusterState) -> Result<(), LoadError> {
         let tx = self
             .pools
@@ -74,8 +74,11 @@ impl Follower {
             self.seen = Some(version);
         }
         let complete = load_complete(&tx).await?;
+        let rules = crate::db::rules::load_rules(&tx).await?;
         tx.commit().await.map_err(crate::db::StoreError::from)?;
         self.cache.set_complete(complete);
+        // The leader's calibrated rules, under this instance's own pins.
+        self.cache.set_rules(self.config.calibration.pinned(rules));
         Ok(())
     }
 

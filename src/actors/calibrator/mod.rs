@@ -74,14 +74,20 @@ impl CalibrationConfig {
 
     /// Records the pinned rules as decided in the shared view (they are not stored).
     pub fn apply_pinned(&self, cache: &CacheState) {
+        cache.set_rules(self.pinned(cache.view().rules.as_ref().clone()));
+    }
+
+    /// `rules` with the configured pins decided (a pin always wins over a stored state).
+    pub fn pinned(&self, mut rules: Rules) -> Rules {
         for value in self.pinned_values().unwrap_or_default() {
             let evidence = Evidence {
                 probed_at: String::new(),
                 requests: 0,
                 detail: "pinned by calibration.pinned".into(),
             };
-            cache.set_rule(value.rule(), RuleState::Decided { value, evidence });
+            rules.set(value.rule(), RuleState::Decided { value, evidence });
         }
+        rules
     }
 }
 

@@ -22,7 +22,7 @@ use crate::writes::{results, seed};
 const POLL: Duration = Duration::from_millis(200);
 const TYPES: [&str; 4] = ["Project", "Sequence", "Shot", "Asset"];
 
-fn config(test_db: &TestDb, site: &MockSite) -> Config {
+pub(super) fn config(test_db: &TestDb, site: &MockSite) -> Config {
     let mut config = test_config(test_db, Some(site));
     config.schema.include = TYPES.iter().map(|t| (*t).to_owned()).collect();
     config.events.poll_interval = POLL;
@@ -32,7 +32,7 @@ fn config(test_db: &TestDb, site: &MockSite) -> Config {
 }
 
 /// `n` daemons started at the same moment on one database.
-async fn start_all(config: &Config, n: usize) -> Vec<Daemon> {
+pub(super) async fn start_all(config: &Config, n: usize) -> Vec<Daemon> {
     let starts = (0..n).map(|_| Daemon::start(config.clone(), listener()));
     futures_util::future::join_all(starts)
         .await
@@ -48,7 +48,7 @@ fn leaders(daemons: &[Daemon]) -> Vec<usize> {
 }
 
 /// Waits for exactly one leader among `daemons`, checks it stays alone for a while.
-async fn one_leader(daemons: &[Daemon]) -> usize {
+pub(super) async fn one_leader(daemons: &[Daemon]) -> usize {
     let leader = eventually(Duration::from_secs(10), "a leader", || {
         let found = leaders(daemons);
         async move { (found.len() == 1).then(|| found[0]) }
@@ -160,7 +160,7 @@ async fn three_serving(test_db: &TestDb) -> (MockSite, Vec<Daemon>, usize) {
     (site, daemons, leader)
 }
 
-async fn stop_all(daemons: Vec<Daemon>) {
+pub(super) async fn stop_all(daemons: Vec<Daemon>) {
     for daemon in daemons {
         assert!(daemon.stop().await, "a clean stop");
     }

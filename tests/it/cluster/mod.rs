@@ -1,6 +1,7 @@
 //! Several instances on one PostgreSQL database (issue 14): the election itself
 //! ([`election`]) and whole daemons side by side ([`instances`]). PostgreSQL only: skipped
 //! loudly without SGCACHE_TEST_PG_URL. SQLite's single-instance lock is tested in [`sqlite`].
+mod calibration;
 mod election;
 mod instances;
 mod processes;

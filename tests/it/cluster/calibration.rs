@@ -1,0 +1,62 @@
+//! Calibration on several instances: only the leader probes the site's rules; the followers
+//! take the rules it stored from the database.
+use std::time::Duration;
+
+use serde_json::Value;
+use sgcache_mock_site::MockSite;
+
+use super::instances::{config, one_leader, start_all, stop_all};
+use super::pg_db;
+use crate::support::{eventually, status_of};
+use crate::writes::seed;
+
+/// The decided rules on a `/status`: `(rule, value)`.
+fn decided(status: &Value) -> Vec<(String, String)> {
+    status["calibration"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["state"] == "decided")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (s("rule"), s("value"))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn only_the_leader_calibrates_and_the_followers_take_its_rules() {
+    let Some(test_db) = pg_db().await else { return };
+    let site = MockSite::start();
+    seed(&site);
+    let mut config = config(&test_db, &site);
+    config.calibration.enabled = true;
+    config.calibration.pinned = Default::default();
+    let daemons = start_all(&config, 2).await;
+    let leader = one_leader(&daemons).await;
+    let follower = 1 - leader;
+
+    let rules = eventually(Duration::from_secs(60), "the leader decides rules", || {
+        let daemon = &daemons[leader];
+        async move {
+            let status = status_of(daemon).await;
+            let rules = decided(&status);
+            (status["calibration"]["runs"].as_u64() >= Some(1) && !rules.is_empty())
+                .then_some(rules)
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the follower serves the leader's rules",
+        || {
+            let (daemon, rules) = (&daemons[follower], &rules);
+            async move { (decided(&status_of(daemon).await) == *rules).then_some(()) }
+        },
+    )
+    .await;
+    let status = status_of(&daemons[follower]).await;
+    assert_eq!(status["calibration"]["runs"], 0, "the follower probed");
+    assert_eq!(status["calibration"]["requests"], 0, "the follower probed");
+    stop_all(daemons).await;
+}
