@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use sgcache::Daemon;
 
 use crate::support::{
-    MockSite, TestDb, first_difference, listener, pg_url, test_config, wait_primed,
+    MockSite, TestDb, eventually, first_difference, listener, pg_url, status_of, test_config,
+    wait_primed,
 };
 
 async fn post(base: &str, body: &Value) -> Value {
@@ -78,6 +79,24 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
             "{reply}"
         );
     }
+    // ... and answered locally again once the dead connections are replaced.
+    let local = |s: Value| s["requests"]["served_locally"].as_u64().unwrap_or(0);
+    eventually(
+        Duration::from_secs(10),
+        "reads answered locally again",
+        || {
+            let (daemon, base, read) = (&daemon, &base, &read);
+            async move {
+                let before = local(status_of(daemon).await);
+                let reply = post(base, read).await;
+                let after = local(status_of(daemon).await);
+                (after > before
+                    && reply["results"]["entities"].as_array().map(Vec::len) == Some(49))
+                .then_some(())
+            }
+        },
+    )
+    .await;
     // A write right after: its write-back lands on a fresh connection, and reads see it.
     let reply = post(
         &base,
