@@ -270,7 +270,7 @@ impl Daemon {
         }
         // `stop` on the arbiter lets the DbWriter finish the message it is handling.
         self.writer_arbiter.stop();
-        self.pools.reader.clone().close().await.ok();
+        self.pools.close_readers().await;
         clean
     }
 }

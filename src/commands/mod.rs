@@ -105,7 +105,7 @@ impl Bootstrap {
     /// Stops the DbWriter (after the message it is handling) and closes the reader pool.
     pub async fn close(self) {
         self.arbiter.stop();
-        self.pools.reader.close().await.ok();
+        self.pools.close_readers().await;
     }
 
     /// Runs `work` on this bootstrap, then closes it whatever `work` returned.

@@ -77,9 +77,19 @@ pub struct Pools {
     pub writer: DatabaseConnection,
     /// On SQLite, the page reads' own connections (see [`reader::sqlite`]).
     pub sqlite_reads: Option<std::sync::Arc<reader::sqlite::SqliteReads>>,
-    /// On PostgreSQL, the sqlx pool behind `reader`: page reads run on it directly (see
+    /// On PostgreSQL, the page reads' own pools, one per thread that reads (see
     /// [`reader::postgres`]).
-    pub pg_reads: Option<sea_orm::sqlx::PgPool>,
+    pub pg_reads: Option<std::sync::Arc<reader::postgres::PgReads>>,
+}
+
+impl Pools {
+    /// Closes the reader pool and the page reads' pools.
+    pub async fn close_readers(&self) {
+        if let Some(reads) = &self.pg_reads {
+            reads.close().await;
+        }
+        self.reader.clone().close().await.ok();
+    }
 }
 
 /// Connects both pools. For SQLite the file (and its directory) is created on first use, in
@@ -100,8 +110,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pools, StoreError> {
                 config.max_connections as usize,
             ))
         });
-    let pg_reads = (reader.get_database_backend() == sea_orm::DbBackend::Postgres)
-        .then(|| reader.get_postgres_connection_pool().clone());
+    let pg_reads = match backend {
+        Backend::Postgres => Some(std::sync::Arc::new(reader::postgres::PgReads::new(
+            pg_options(&config.url)?,
+            config.max_connections,
+        ))),
+        Backend::Sqlite => None,
+    };
     Ok(Pools {
         backend,
         reader,
@@ -135,6 +150,14 @@ fn options(config: &DatabaseConfig, backend: Backend, max: u32) -> ConnectOption
         });
     }
     opts
+}
+
+/// The PostgreSQL connection options of `url`, as the reader pool's (no JIT, see [`options`]).
+fn pg_options(url: &str) -> Result<sea_orm::sqlx::postgres::PgConnectOptions, StoreError> {
+    let options: sea_orm::sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Schema(format!("database.url: {e}")))?;
+    Ok(options.options([("jit", "off")]))
 }
 
 /// The file of a `sqlite://PATH` URL (`None` for in-memory databases and other backends).

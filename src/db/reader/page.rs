@@ -48,7 +48,7 @@ pub async fn execute_body(read: &CompiledRead, pools: &Pools) -> Result<Body, Db
         return result;
     }
     match &pools.pg_reads {
-        Some(pool) => on_postgres(read, pool).await,
+        Some(reads) => on_postgres(read, &reads.pool()).await,
         None => on_sqlx(read, &pools.reader).await,
     }
 }

@@ -1,13 +1,21 @@
-//! Reads on PostgreSQL through sqlx directly, on the pool behind SeaORM's reader connection.
+//! Reads on PostgreSQL through sqlx directly, on a small pool per thread that reads.
 //!
-//! SeaORM hands rows back as `QueryResult`s whose text cells decode into owned `String`s; a
-//! page of 500 Tasks is ~8,000 cells. Here rows are `PgRow`s read by column index and text is
-//! borrowed from the row, as in the bench's raw-driver floor. The statements and their bind
-//! values are the ones SeaORM would send (`SqlxValues`), so the answers are the same.
+//! * **Rows.** SeaORM hands rows back as `QueryResult`s whose text cells decode into owned
+//!   `String`s; a page of 500 Tasks is ~8,000 cells. Here rows are `PgRow`s read by column
+//!   index and text is borrowed from the row, as in the bench's raw-driver floor. The statements
+//!   and their bind values are the ones SeaORM would send (`SqlxValues`), so the answers are
+//!   the same.
+//! * **A pool per thread.** Each HTTP worker is a single-threaded runtime, and a connection's
+//!   socket belongs to the runtime that opened it: a worker using a connection another thread
+//!   opened is woken through that thread's event loop, one more thread wake-up per round trip.
+//!   So every thread that reads gets its own pool ([`PgReads::pool`]), whose connections it
+//!   opens itself.
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
-use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sea_orm::sqlx::query::Query;
 use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row, ValueRef};
 use sea_orm::{DbErr, RuntimeErr};
@@ -15,6 +23,60 @@ use sea_query_sqlx::SqlxValues;
 
 use super::decode::Cells;
 use crate::query::{Dialect, Sql};
+
+/// The page reads' pools, one per thread that reads.
+pub struct PgReads {
+    options: PgConnectOptions,
+    per_thread: u32,
+    pools: Mutex<HashMap<ThreadId, PgPool>>,
+}
+
+impl std::fmt::Debug for PgReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReads")
+            .field("per_thread", &self.per_thread)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgReads {
+    /// Pools of `max_connections / cores` connections (at least one) per thread, the HTTP
+    /// workers' default count being the number of cores; connections are opened on first use.
+    pub fn new(options: PgConnectOptions, max_connections: u32) -> PgReads {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        PgReads {
+            options,
+            per_thread: max_connections.div_ceil(cores).max(1),
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The calling thread's pool (created on its first read).
+    pub fn pool(&self) -> PgPool {
+        // A poisoned lock only means a panic elsewhere while inserting: the map is intact.
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry(std::thread::current().id())
+            .or_insert_with(|| {
+                PgPoolOptions::new()
+                    .max_connections(self.per_thread)
+                    .min_connections(0)
+                    .connect_lazy_with(self.options.clone())
+            })
+            .clone()
+    }
+
+    /// Closes every thread's pool.
+    pub async fn close(&self) {
+        let pools: Vec<PgPool> = {
+            let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, pool)| pool).collect()
+        };
+        for pool in pools {
+            pool.close().await;
+        }
+    }
+}
 
 /// The transaction of a read that runs more than one statement: one snapshot, in one round
 /// trip (SeaORM's `begin_with_config` sends `BEGIN` and `SET TRANSACTION` apart).
