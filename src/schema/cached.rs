@@ -270,6 +270,14 @@ impl CachedEntity {
         self.fields.get(name)
     }
 
+    /// The association tables of the entity's multi-entity fields.
+    pub fn association_tables(&self) -> impl Iterator<Item = &str> {
+        self.fields.values().filter_map(|f| match &f.layout {
+            ColumnLayout::MultiEntity { table } => Some(table.as_str()),
+            _ => None,
+        })
+    }
+
     /// All columns of the entity table that hold field values, `id` first.
     pub fn field_columns(&self) -> Vec<&str> {
         let mut cols = vec!["id"];

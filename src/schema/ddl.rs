@@ -221,10 +221,8 @@ pub fn create_entity_table(entity: &CachedEntity, backend: Backend) -> Vec<Strin
             out.push(create_index(&name, &entity.table, &cols, backend));
         }
     }
-    for f in entity.fields.values() {
-        if let ColumnLayout::MultiEntity { table } = &f.layout {
-            out.extend(create_association_table(table, backend));
-        }
+    for table in entity.association_tables() {
+        out.extend(create_association_table(table, backend));
     }
     out
 }

@@ -127,7 +127,19 @@ impl<'a> BodyWriter<'a> {
         count_from_page(self.read, self.entities, self.more)
     }
 
-    fn finish(mut self, entity_count: Option<i64>) -> Result<Body, DbErr> {
+    /// Whether the count statement must run: counts were asked for and the page does not tell
+    /// the count by itself.
+    fn needs_count(&self) -> bool {
+        self.read.counts && self.own_count().is_none()
+    }
+
+    /// Ends the body; `counted` is the count statement's answer when [`Self::needs_count`].
+    fn finish(mut self, counted: Option<i64>) -> Result<Body, DbErr> {
+        let entity_count = if self.read.counts {
+            self.own_count().or(counted)
+        } else {
+            None
+        };
         self.out.extend_from_slice(br#"],"paging_info":"#);
         let paging = Paging {
             entity_count,
@@ -183,18 +195,17 @@ fn on_sqlite(reads: &SqliteReads, read: &CompiledRead) -> Option<Result<Body, Db
         while let Some(row) = rows.next().map_err(err)? {
             body.row(row, &layout)?;
         }
-        let total = match (&count, body.own_count()) {
-            (None, _) => None,
-            (Some(_), Some(n)) => Some(n),
-            (Some((sql, values)), None) => Some(
+        let counted = match &count {
+            Some((sql, values)) if body.needs_count() => Some(
                 conn.prepare_cached(sql)
                     .and_then(|mut s| {
                         s.query_row(rusqlite::params_from_iter(values.iter()), |r| r.get(0))
                     })
                     .map_err(err)?,
             ),
+            _ => None,
         };
-        body.finish(total)
+        body.finish(counted)
     };
     // The multi-entity statements and the page see one snapshot.
     let snapshot = |conn: &rusqlite::Connection| -> Result<Body, DbErr> {
@@ -284,18 +295,19 @@ async fn on_postgres(read: &CompiledRead, pool: &PgPool) -> Result<Body, DbErr> 
         (links, rows, layout)
     };
     let body = write_rows(read, &links, &rows, layout.as_ref())?;
-    let total = match (read.counts, body.own_count()) {
-        (false, _) => None,
-        (true, Some(n)) => Some(n),
-        (true, None) => match postgres::fetch_all(pool, &read.count).await?.first() {
+    let counted = if body.needs_count() {
+        match postgres::fetch_all(pool, &read.count).await?.first() {
             Some(r) => r.int(0)?,
             None => Some(0),
-        },
+        }
+    } else {
+        None
     };
-    body.finish(total)
+    body.finish(counted)
 }
 
-/// The read on SeaORM's pool: SQLite when rusqlite cannot take the bind values.
+/// The read on SeaORM's pool: SQLite when rusqlite cannot take the bind values (PostgreSQL
+/// reads go to [`on_postgres`]).
 async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, DbErr> {
     let names = |r: &QueryResult| r.column_names();
     if read.multis.is_empty() {
@@ -308,11 +320,10 @@ async fn on_sqlx(read: &CompiledRead, db: &DatabaseConnection) -> Result<Body, D
     let txn = db.begin().await?;
     let rows = txn.query_all_raw(read.page.statement(read.dialect)).await?;
     let layout = layout_of(read, rows.first(), names)?;
-    let ids = page_ids(read, &rows, layout.as_ref())?;
     let mut links = Vec::with_capacity(read.multis.len());
     for m in &read.multis {
         let mut found = MultiLinks::new();
-        let statement = m.over_rows(read.dialect, &read.ids, &ids);
+        let statement = m.over_page(&read.ids);
         for row in txn.query_all_raw(statement.statement(read.dialect)).await? {
             decode::add_multi_row(&mut found, &row)?;
         }
@@ -329,13 +340,13 @@ async fn sqlx_finish(
     db: &DatabaseConnection,
     body: BodyWriter<'_>,
 ) -> Result<Body, DbErr> {
-    let total = match (read.counts, body.own_count()) {
-        (false, _) => None,
-        (true, Some(n)) => Some(n),
-        (true, None) => match db.query_one_raw(read.count.statement(read.dialect)).await? {
+    let counted = if body.needs_count() {
+        match db.query_one_raw(read.count.statement(read.dialect)).await? {
             Some(r) => Some(r.try_get("", select::TOTAL)?),
             None => Some(0),
-        },
+        }
+    } else {
+        None
     };
-    body.finish(total)
+    body.finish(counted)
 }

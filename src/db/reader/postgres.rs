@@ -17,7 +17,7 @@ use std::thread::ThreadId;
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sea_orm::sqlx::query::Query;
-use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row, ValueRef};
+use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Row};
 use sea_orm::{DbErr, RuntimeErr};
 use sea_query_sqlx::SqlxValues;
 
@@ -108,32 +108,16 @@ where
     row.try_get::<Option<T>, _>(i).map_err(|e| column_err(i, e))
 }
 
-/// The type name of cell `i` (to pick a decoder for numbers of other widths).
-fn type_name(row: &PgRow, i: usize) -> Result<String, DbErr> {
-    let raw = row.try_get_raw(i).map_err(|e| column_err(i, e))?;
-    Ok(raw.type_info().to_string())
-}
-
+/// The columns read are the ones sgcache's DDL creates (BIGINT, DOUBLE PRECISION, BOOLEAN,
+/// TEXT) and expressions over them, decoded as SeaORM's `QueryResult` decoded them.
 impl Cells for PgRow {
     fn int(&self, i: usize) -> Result<Option<i64>, DbErr> {
-        match get::<i64>(self, i) {
-            Ok(v) => Ok(v),
-            // An INTEGER or SMALLINT column (not written by sgcache's own DDL, but valid SQL).
-            Err(e) => match type_name(self, i)?.as_str() {
-                "INT4" => Ok(get::<i32>(self, i)?.map(i64::from)),
-                "INT2" => Ok(get::<i16>(self, i)?.map(i64::from)),
-                _ => Err(e),
-            },
-        }
+        get(self, i)
     }
     fn float(&self, i: usize) -> Result<Option<f64>, DbErr> {
         match get::<f64>(self, i) {
             Ok(v) => Ok(v),
-            Err(e) => match type_name(self, i)?.as_str() {
-                "FLOAT4" => Ok(get::<f32>(self, i)?.map(f64::from)),
-                "INT8" | "INT4" | "INT2" => Ok(self.int(i)?.map(|v| v as f64)),
-                _ => Err(e),
-            },
+            Err(_) => Ok(self.int(i)?.map(|v| v as f64)),
         }
     }
     fn boolean(&self, i: usize) -> Result<Option<bool>, DbErr> {

@@ -107,11 +107,7 @@ async fn apply_op(
 /// backends).
 async fn analyze(tx: &DatabaseTransaction, entity: &CachedEntity) -> Result<(), StoreError> {
     let backend = tx.get_database_backend();
-    let multis = entity.fields.values().filter_map(|f| match &f.layout {
-        ColumnLayout::MultiEntity { table } => Some(table.as_str()),
-        _ => None,
-    });
-    for table in std::iter::once(entity.table.as_str()).chain(multis) {
+    for table in std::iter::once(entity.table.as_str()).chain(entity.association_tables()) {
         let sql = format!("ANALYZE {}", crate::query::sql::ident(table));
         tx.execute_raw(sea_orm::Statement::from_string(backend, sql))
             .await?;
