@@ -2,6 +2,11 @@
 //!
 //! [`Daemon::start`] wires everything together; the binary and the integration tests both
 //! call it with a listener they bound (port 0 in tests).
+/// The daemon's allocator, for every program built on this crate (the binary, its tests and
+/// benches): under find-by-id load glibc's `malloc`/`free` took ~15 % of the daemon's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod actors;
 pub mod api3;
 pub mod cli;

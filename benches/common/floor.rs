@@ -1,5 +1,7 @@
 //! Hand-written floors for the reads bench: the best SQL for the same answer on the raw driver
-//! (rusqlite on SQLite, on the calling thread; sqlx on PostgreSQL; prepared statements cached,
+//! (rusqlite on SQLite, on the calling thread; sqlx's `PgConnection` on PostgreSQL, taken from
+//! a list of idle connections with no test round trip (sqlx's pool pings each connection it
+//! hands out and each it is given back); prepared statements cached,
 //! rows decoded by column index and borrowed), serialised straight to JSON bytes. Nothing of
 //! sgcache is used here.
 //!
@@ -17,7 +19,8 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use rusqlite::Connection;
-use sea_orm::sqlx::{self, ColumnIndex, Decode, PgPool, Row, Type, postgres::PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+use sea_orm::sqlx::{self, ColumnIndex, ConnectOptions as _, Connection as _, Decode, Row, Type};
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer as _};
 
@@ -25,7 +28,8 @@ use serde::ser::{SerializeSeq, Serializer as _};
 pub enum FloorDb {
     /// The database file and idle connections (used on the calling thread).
     Sqlite(String, Mutex<Vec<Connection>>),
-    Postgres(PgPool),
+    /// The database URL and idle connections (a new one opened when none is idle).
+    Postgres(String, Mutex<Vec<PgConnection>>),
 }
 
 #[derive(Serialize)]
@@ -226,17 +230,11 @@ fn write_shots(entities: Vec<ShotOut<'_>>, out: &mut Vec<u8>) -> Result<(), serd
 }
 
 impl FloorDb {
-    /// A pool of `max` connections on the bench database `url` (the daemon's URL form).
-    pub async fn connect(url: &str, max: u32) -> FloorDb {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            FloorDb::Sqlite(path.to_owned(), Mutex::new(Vec::new()))
-        } else {
-            let pool = PgPoolOptions::new()
-                .max_connections(max)
-                .connect(url)
-                .await
-                .expect("floor: connect PostgreSQL");
-            FloorDb::Postgres(pool)
+    /// The raw driver on the bench database `url` (the daemon's URL form).
+    pub async fn connect(url: &str) -> FloorDb {
+        match url.strip_prefix("sqlite://") {
+            Some(path) => FloorDb::Sqlite(path.to_owned(), Mutex::new(Vec::new())),
+            None => FloorDb::Postgres(url.to_owned(), Mutex::new(Vec::new())),
         }
     }
 
@@ -259,12 +257,14 @@ impl FloorDb {
                     .collect();
                 write_shots(entities, &mut out)
             }),
-            FloorDb::Postgres(p) => {
+            FloorDb::Postgres(url, idle) => {
+                let mut c = pg_conn(url, idle).await;
                 let row = sqlx::query(SHOT_BY_ID_PG)
                     .bind(id)
-                    .fetch_optional(p)
+                    .fetch_optional(&mut c)
                     .await
                     .expect("floor query");
+                idle.lock().expect("lock").push(c);
                 encode_shot(row.as_ref(), &mut out)
             }
         }
@@ -282,7 +282,8 @@ impl FloorDb {
             FloorDb::Sqlite(path, idle) => {
                 with_sqlite(path, idle, |c| sqlite_tasks(c, limit, offset, &mut out))
             }
-            FloorDb::Postgres(p) => {
+            FloorDb::Postgres(url, idle) => {
+                let mut c = pg_conn(url, idle).await;
                 let rows = sqlx::query(concat!(
                     task_page_head!(),
                     "$1 OFFSET $2",
@@ -290,15 +291,16 @@ impl FloorDb {
                 ))
                 .bind(limit as i64 + 1)
                 .bind(offset)
-                .fetch_all(p)
+                .fetch_all(&mut c)
                 .await
                 .expect("floor page");
                 let ids: Vec<i64> = rows.iter().take(limit).map(|r| r.get(0)).collect();
                 let multi = sqlx::query(ASSIGNEES_PG)
                     .bind(ids)
-                    .fetch_all(p)
+                    .fetch_all(&mut c)
                     .await
                     .expect("floor multi");
+                idle.lock().expect("lock").push(c);
                 encode_tasks(&rows, &multi, limit, &mut out)
             }
         }
@@ -309,8 +311,28 @@ impl FloorDb {
     pub async fn close(self) {
         match self {
             FloorDb::Sqlite(..) => {}
-            FloorDb::Postgres(p) => p.close().await,
+            FloorDb::Postgres(_, idle) => {
+                let conns = std::mem::take(&mut *idle.lock().expect("lock"));
+                for c in conns {
+                    c.close().await.ok();
+                }
+            }
         }
+    }
+}
+
+/// An idle PostgreSQL connection, or a new one (no JIT, as the daemon's).
+async fn pg_conn(url: &str, idle: &Mutex<Vec<PgConnection>>) -> PgConnection {
+    let pooled = idle.lock().expect("lock").pop();
+    match pooled {
+        Some(c) => c,
+        None => url
+            .parse::<PgConnectOptions>()
+            .expect("floor: PostgreSQL URL")
+            .options([("jit", "off")])
+            .connect()
+            .await
+            .expect("floor: connect PostgreSQL"),
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod floor;
+pub mod replay;
 pub mod wrk;
 
 use std::net::TcpListener;

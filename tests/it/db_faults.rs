@@ -117,3 +117,63 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
     );
     daemon.stop().await;
 }
+
+/// The page reads' connections on PostgreSQL are given out again with no test round trip, so
+/// a connection goes back to its pool only when the read that had it finished: one whose
+/// read was cancelled half way (a client hung up) or failed is replaced, not reused.
+#[actix_web::test]
+async fn a_read_connection_is_reused_only_after_its_read_finished() {
+    use sea_orm::sqlx::{self, Row, postgres::PgConnectOptions};
+    use sgcache::db::reader::postgres::PgReads;
+
+    let Some(admin_url) = pg_url() else { return };
+    let test_db = TestDb::postgres(&admin_url).await;
+    let options: PgConnectOptions = test_db.url.parse().expect("URL");
+    // One connection per thread.
+    let reads = PgReads::new(options, 1);
+    async fn backend(conn: &mut sqlx::PgConnection) -> i32 {
+        sqlx::query("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await
+            .expect("pid")
+            .get(0)
+    }
+
+    let mut conn = reads.get().await.expect("a connection");
+    let first = backend(&mut conn).await;
+    conn.done();
+    drop(conn);
+    let mut conn = reads.get().await.expect("a connection");
+    assert_eq!(
+        backend(&mut conn).await,
+        first,
+        "a finished read's connection is reused"
+    );
+
+    // Cancelled while PostgreSQL still runs the statement.
+    let slow = sqlx::query("SELECT pg_sleep(5)").execute(&mut **conn);
+    assert!(
+        actix_web::rt::time::timeout(Duration::from_millis(200), slow)
+            .await
+            .is_err(),
+        "the statement was still running"
+    );
+    drop(conn);
+    let mut conn = reads.get().await.expect("a connection");
+    let second = backend(&mut conn).await;
+    assert_ne!(second, first, "a cancelled read's connection is not reused");
+
+    // Failed.
+    let failed = sqlx::query("SELECT 1 / 0").execute(&mut **conn).await;
+    assert!(failed.is_err(), "division by zero fails");
+    drop(conn);
+    let mut conn = reads.get().await.expect("a connection");
+    assert_ne!(
+        backend(&mut conn).await,
+        second,
+        "a failed read's connection is not reused"
+    );
+    conn.done();
+    drop(conn);
+    reads.close().await;
+}

@@ -10,14 +10,14 @@
 //! (`offset + rows`), and otherwise one `COUNT(*)` of the matching rows does (no sort, no
 //! window over the whole result). The count is a statement of its own: like the pages of one
 //! `find`, which are separate requests, it may see a write the page did not.
-use sea_orm::sqlx::postgres::PgRow;
-use sea_orm::sqlx::{Column, PgPool, Row};
+use sea_orm::sqlx::postgres::{PgConnection, PgRow};
+use sea_orm::sqlx::{Column, Connection, Row};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, TransactionTrait};
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::decode::{self, Cells, EntityOut, Layout, MultiLinks};
-use super::postgres;
+use super::postgres::{self, PgReads};
 use super::sqlite::{self, SqliteReads};
 use crate::db::Pools;
 use crate::query::{CompiledRead, Dialect, select};
@@ -48,7 +48,7 @@ pub async fn execute_body(read: &CompiledRead, pools: &Pools) -> Result<Body, Db
         return result;
     }
     match &pools.pg_reads {
-        Some(reads) => on_postgres(read, &reads.pool()).await,
+        Some(reads) => on_postgres(read, reads).await,
         None => on_sqlx(read, &pools.reader).await,
     }
 }
@@ -267,16 +267,23 @@ fn write_rows<'a, C: Cells>(
     Ok(body)
 }
 
-/// The read on sqlx's PostgreSQL pool: the page, then (in one snapshot) each multi-entity
-/// statement over the page's ids.
-async fn on_postgres(read: &CompiledRead, pool: &PgPool) -> Result<Body, DbErr> {
+/// The read on a connection of the thread's PostgreSQL pool: the page, then (in one snapshot)
+/// each multi-entity statement over the page's ids, then the count when one is needed.
+async fn on_postgres(read: &CompiledRead, reads: &PgReads) -> Result<Body, DbErr> {
+    let mut conn = reads.get().await?;
+    let body = on_postgres_conn(read, &mut conn).await?;
+    conn.done();
+    Ok(body)
+}
+
+async fn on_postgres_conn(read: &CompiledRead, conn: &mut PgConnection) -> Result<Body, DbErr> {
     let names = |r: &PgRow| r.columns().iter().map(|c| c.name().to_owned()).collect();
     let (links, rows, layout) = if read.multis.is_empty() {
-        let rows = postgres::fetch_all(pool, &read.page).await?;
+        let rows = postgres::fetch_all(&mut *conn, &read.page).await?;
         let layout = layout_of(read, rows.first(), names)?;
         (Vec::new(), rows, layout)
     } else {
-        let mut txn = pool
+        let mut txn = conn
             .begin_with(postgres::BEGIN_SNAPSHOT)
             .await
             .map_err(postgres::query_err)?;
@@ -296,7 +303,7 @@ async fn on_postgres(read: &CompiledRead, pool: &PgPool) -> Result<Body, DbErr> 
     };
     let body = write_rows(read, &links, &rows, layout.as_ref())?;
     let counted = if body.needs_count() {
-        match postgres::fetch_all(pool, &read.count).await?.first() {
+        match postgres::fetch_all(&mut *conn, &read.count).await?.first() {
             Some(r) => r.int(0)?,
             None => Some(0),
         }
