@@ -1,7 +1,9 @@
 //! Issue #13: locally answered reads through sgcache's `/api3/json`, next to real floors
 //! measured in the same run: `/ping` (an empty actix-web round trip) and a hand-written floor
 //! (`common::floor`: the best SQL for the same answer on the raw driver, prepared, plus JSON
-//! encoding, no HTTP). One table per backend: SQLite, and PostgreSQL over its Unix socket when
+//! encoding, no HTTP), and a replaying server (`common::replay`) that answers with the bytes
+//! sgcache gave: the HTTP cost of the page's ~180 KB body, and the official client's own cost
+//! for the paged `find`. One table per backend: SQLite, and PostgreSQL over its Unix socket when
 //! `SGCACHE_TEST_PG_URL` or `SGCACHE_BENCH_PG_URL` is set.
 //!
 //! A daemon (`server.workers = 2`) primes itself from the in-process mock site (20,000 Shots,
