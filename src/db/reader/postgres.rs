@@ -127,23 +127,25 @@ impl PgReads {
 
     /// A connection of the calling thread's pool (the pool is made on the thread's first read).
     pub async fn get(&self) -> Result<Pooled, DbErr> {
-        let pool = {
-            // A poisoned lock only means a panic elsewhere while inserting: the map is intact.
-            let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-            pools
-                .entry(std::thread::current().id())
-                .or_insert_with(|| {
-                    Pool::builder(Opener(self.options.clone()))
-                        .max_size(self.per_thread)
-                        .runtime(deadpool::Runtime::Tokio1)
-                        .wait_timeout(Some(WAIT))
-                        .create_timeout(Some(CONNECT))
-                        .build()
-                        .expect("a pool with a runtime for its timeouts")
-                })
-                .clone()
-        };
-        pool.get().await.map_err(pool_err)
+        self.pool()?.get().await.map_err(pool_err)
+    }
+
+    fn pool(&self) -> Result<Pool, DbErr> {
+        // A poisoned lock only means a panic elsewhere while inserting: the map is intact.
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let thread = std::thread::current().id();
+        if let Some(pool) = pools.get(&thread) {
+            return Ok(pool.clone());
+        }
+        let pool = Pool::builder(Opener(self.options.clone()))
+            .max_size(self.per_thread)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(CONNECT))
+            .build()
+            .map_err(|e| DbErr::Custom(format!("the read pool: {e}")))?;
+        pools.insert(thread, pool.clone());
+        Ok(pool)
     }
 
     /// Closes every thread's pool and its idle connections.
