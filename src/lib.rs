@@ -76,7 +76,8 @@ pub struct Daemon {
     pub verifier_stats: Arc<VerifierStats>,
     /// Where the actors report failures; a fatal one stops [`Daemon::run_until_stopped`].
     pub supervisor: Supervisor,
-    /// `None` when `calibration.enabled` is false or no site is configured.
+    /// The calibrator's counters. It runs only while this instance leads, and not at all when
+    /// `calibration.enabled` is false or no site is configured.
     pub calibrator_stats: Arc<CalibratorStats>,
     server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     handle: ServerHandle,

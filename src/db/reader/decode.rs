@@ -26,7 +26,8 @@ pub trait Cells {
     fn text(&self, i: usize) -> Result<Option<Cow<'_, str>>, DbErr>;
 }
 
-fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
+/// A cell that could not be decoded.
+pub(super) fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("column {i}: {e}"))
 }
 

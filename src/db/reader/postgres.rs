@@ -32,7 +32,7 @@ use sea_orm::sqlx::{self, AssertSqlSafe, ConnectOptions, Connection, Postgres, R
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 use sea_query_sqlx::SqlxValues;
 
-use super::decode::Cells;
+use super::decode::{Cells, column_err};
 use crate::query::{Dialect, Sql};
 
 /// How long a read waits for a connection of its thread's pool, or for a new one to open
@@ -191,10 +191,6 @@ pub fn query(sql: &Sql) -> Query<'static, Postgres, SqlxValues> {
 /// A sqlx error as SeaORM reports a failed query.
 pub fn query_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
-}
-
-fn column_err(i: usize, e: impl std::fmt::Display) -> DbErr {
-    DbErr::Custom(format!("column {i}: {e}"))
 }
 
 /// The cell `i` decoded as `T`; `None` for NULL, an error for a type `T` does not take.
