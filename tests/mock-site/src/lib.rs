@@ -30,7 +30,7 @@ pub use store::ReverseField;
 use api::{Shared, SiteState};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::{Actor, FieldWrite, Store, fields_from_object, link};
@@ -105,6 +105,11 @@ pub struct MockSite {
     addr: SocketAddr,
     workers: usize,
     run: Mutex<Option<server::ServerRun>>,
+    /// The listening socket, held by the site itself whether its server runs or not: a paused
+    /// site keeps its port (shut down, so connections are refused), where a port given back
+    /// could be taken by another test's server, which the paused site's clients would then
+    /// reach instead.
+    port: Mutex<Option<TcpListener>>,
     default_script: String,
     quiet_script: Option<String>,
 }
@@ -187,13 +192,20 @@ impl MockSite {
         };
         let shared: Shared = Arc::new(Mutex::new(state));
         let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let (bound, run) =
-            server::spawn(shared.clone(), addr, config.workers).expect("mock site failed to bind");
+        let listener = TcpListener::bind(addr).expect("mock site failed to bind");
+        let bound = listener.local_addr().expect("the mock site's address");
+        let run = server::spawn(
+            shared.clone(),
+            listener.try_clone().expect("the mock site's socket"),
+            config.workers,
+        )
+        .expect("mock site failed to start");
         MockSite {
             shared,
             addr: bound,
             workers: config.workers,
             run: Mutex::new(Some(run)),
+            port: Mutex::new(Some(listener)),
             default_script,
             quiet_script,
         }
@@ -213,10 +225,15 @@ impl MockSite {
         self.shared.lock().expect("mock site state lock")
     }
 
-    /// Stop the server (idempotent). The data stays readable through the direct API.
+    /// Stop the server (idempotent). The data stays readable through the direct API; the port
+    /// stays the site's, refusing connections.
     pub fn stop(&self) {
         if let Some(run) = self.run.lock().expect("server lock").take() {
             run.stop();
+            if let Some(listener) = &*self.port.lock().expect("port lock") {
+                // A listening socket shut down refuses connections and keeps its port.
+                let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 
@@ -231,10 +248,18 @@ impl MockSite {
         if guard.is_some() {
             return;
         }
+        let mut port = self.port.lock().expect("port lock");
+        // A shut-down socket cannot listen again: a new one takes the same port.
+        drop(port.take());
         let mut last_err = None;
         for _ in 0..100 {
-            match server::spawn(self.shared.clone(), self.addr, self.workers) {
-                Ok((_, run)) => {
+            let started = TcpListener::bind(self.addr).and_then(|listener| {
+                let run = server::spawn(self.shared.clone(), listener.try_clone()?, self.workers)?;
+                Ok((listener, run))
+            });
+            match started {
+                Ok((listener, run)) => {
+                    *port = Some(listener);
                     *guard = Some(run);
                     return;
                 }

@@ -5,11 +5,11 @@ use crate::faults::{Injected, error_page};
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, http::StatusCode, web};
 use serde_json::Value;
-use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// A running server (one bind of the listener).
+/// A running server (on one listening socket).
 pub struct ServerRun {
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
@@ -72,15 +72,12 @@ async fn not_found() -> HttpResponse {
         .body(error_page(404))
 }
 
-/// Bind `addr` and serve on a new thread. Returns the bound address once listening.
-pub fn spawn(
-    shared: Shared,
-    addr: SocketAddr,
-    workers: usize,
-) -> std::io::Result<(SocketAddr, ServerRun)> {
-    let (tx, rx) = mpsc::channel::<std::io::Result<(SocketAddr, ServerHandle)>>();
+/// Serve on `listener` (bound and listening) on a new thread, once it is running.
+pub fn spawn(shared: Shared, listener: TcpListener, workers: usize) -> std::io::Result<ServerRun> {
+    let port = listener.local_addr()?.port();
+    let (tx, rx) = mpsc::channel::<std::io::Result<ServerHandle>>();
     let thread = std::thread::Builder::new()
-        .name(format!("mock-site-{}", addr.port()))
+        .name(format!("mock-site-{port}"))
         .spawn(move || {
             let sys = actix_rt::System::new();
             sys.block_on(async move {
@@ -105,7 +102,7 @@ pub fn spawn(
                 .workers(workers.max(1))
                 .disable_signals()
                 .shutdown_timeout(0)
-                .bind(addr);
+                .listen(listener);
                 let server = match server {
                     Ok(s) => s,
                     Err(e) => {
@@ -113,20 +110,16 @@ pub fn spawn(
                         return;
                     }
                 };
-                let bound = server.addrs().first().copied().unwrap_or(addr);
                 let running = server.run();
-                let _ = tx.send(Ok((bound, running.handle())));
+                let _ = tx.send(Ok(running.handle()));
                 let _ = running.await;
             });
         })?;
     match rx.recv() {
-        Ok(Ok((bound, handle))) => Ok((
-            bound,
-            ServerRun {
-                handle,
-                thread: Some(thread),
-            },
-        )),
+        Ok(Ok(handle)) => Ok(ServerRun {
+            handle,
+            thread: Some(thread),
+        }),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)
