@@ -5,7 +5,8 @@
 //! rows decoded by column index and borrowed), serialised straight to JSON bytes. Nothing of
 //! sgcache is used here.
 //!
-//! * find by id: the row by primary key.
+//! * find by id: the row by primary key; on PostgreSQL also on one pipelined tokio-postgres
+//!   connection that all concurrent finds share (the better of the two is the floor).
 //! * a page of Tasks: one SELECT that picks the page's ids in an inner query (`ORDER BY id
 //!   LIMIT/OFFSET`, literals on SQLite, which re-prepares a cached statement with a bound LIMIT)
 //!   and LEFT JOINs the link names for those rows only (a link whose target is retired reads as
@@ -28,9 +29,13 @@ use serde::ser::{SerializeSeq, Serializer as _};
 pub enum FloorDb {
     /// The database file and idle connections (used on the calling thread).
     Sqlite(String, Mutex<Vec<Connection>>),
-    /// The database URL and idle connections (a new one opened when none is idle).
-    Postgres(String, Mutex<Vec<PgConnection>>),
+    /// The database URL and idle connections (a new one opened when none is idle), and one
+    /// pipelined tokio-postgres connection with the find by id prepared (opened on first use).
+    Postgres(String, Mutex<Vec<PgConnection>>, Box<Pipelined>),
 }
+
+/// One tokio-postgres connection on which concurrent finds by id are pipelined.
+type Pipelined = tokio::sync::OnceCell<(tokio_postgres::Client, tokio_postgres::Statement)>;
 
 #[derive(Serialize)]
 struct Link<'a> {
@@ -234,7 +239,11 @@ impl FloorDb {
     pub async fn connect(url: &str) -> FloorDb {
         match url.strip_prefix("sqlite://") {
             Some(path) => FloorDb::Sqlite(path.to_owned(), Mutex::new(Vec::new())),
-            None => FloorDb::Postgres(url.to_owned(), Mutex::new(Vec::new())),
+            None => FloorDb::Postgres(
+                url.to_owned(),
+                Mutex::new(Vec::new()),
+                Box::new(tokio::sync::OnceCell::new()),
+            ),
         }
     }
 
@@ -257,7 +266,7 @@ impl FloorDb {
                     .collect();
                 write_shots(entities, &mut out)
             }),
-            FloorDb::Postgres(url, idle) => {
+            FloorDb::Postgres(url, idle, _) => {
                 let mut c = pg_conn(url, idle).await;
                 let row = sqlx::query(SHOT_BY_ID_PG)
                     .bind(id)
@@ -272,6 +281,52 @@ impl FloorDb {
         out
     }
 
+    /// The find-by-id answer on the one pipelined connection (PostgreSQL; `None` on SQLite,
+    /// whose reads run on the calling thread).
+    pub async fn shot_by_id_pipelined(&self, id: i64) -> Option<Vec<u8>> {
+        let FloorDb::Postgres(url, _, pipelined) = self else {
+            return None;
+        };
+        let (client, statement) = pipelined
+            .get_or_init(|| async {
+                let options: PgConnectOptions = url.parse().expect("floor: PostgreSQL URL");
+                let mut config = tokio_postgres::Config::new();
+                match options.get_socket() {
+                    Some(dir) => config.host_path(dir),
+                    None => config.host(options.get_host()),
+                };
+                config
+                    .port(options.get_port())
+                    .user(options.get_username())
+                    .dbname(options.get_database().unwrap_or("postgres"))
+                    .options("-c jit=off");
+                let (client, connection) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .expect("floor: connect PostgreSQL (pipelined)");
+                tokio::spawn(connection);
+                let statement = client
+                    .prepare_typed(SHOT_BY_ID_PG, &[tokio_postgres::types::Type::INT8])
+                    .await
+                    .expect("prepare");
+                (client, statement)
+            })
+            .await;
+        let rows = client.query(statement, &[&id]).await.expect("floor query");
+        let entities: Vec<ShotOut<'_>> = rows
+            .iter()
+            .map(|r| ShotOut {
+                ty: "Shot",
+                id: r.get(0),
+                code: r.get(1),
+                sg_status_list: r.get(2),
+            })
+            .collect();
+        let mut out = Vec::with_capacity(256);
+        write_shots(entities, &mut out).expect("encode");
+        Some(out)
+    }
+
     /// Page `page` (1-based) of `per_page` active Tasks by id with the bench's 10 fields, as
     /// JSON bytes.
     pub async fn task_page(&self, page: u32, per_page: u32) -> Vec<u8> {
@@ -282,7 +337,7 @@ impl FloorDb {
             FloorDb::Sqlite(path, idle) => {
                 with_sqlite(path, idle, |c| sqlite_tasks(c, limit, offset, &mut out))
             }
-            FloorDb::Postgres(url, idle) => {
+            FloorDb::Postgres(url, idle, _) => {
                 let mut c = pg_conn(url, idle).await;
                 let rows = sqlx::query(concat!(
                     task_page_head!(),
@@ -311,7 +366,7 @@ impl FloorDb {
     pub async fn close(self) {
         match self {
             FloorDb::Sqlite(..) => {}
-            FloorDb::Postgres(_, idle) => {
+            FloorDb::Postgres(_, idle, _) => {
                 let conns = std::mem::take(&mut *idle.lock().expect("lock"));
                 for c in conns {
                     c.close().await.ok();

@@ -12,6 +12,8 @@ use crate::error::ApiError;
 pub const MAX_DEPTH: usize = 32;
 /// Most leaf conditions accepted in one filter tree.
 pub const MAX_CONDITIONS: usize = 10_000;
+/// Most ids an `id in` filter may list for [`FilterNode::pins_ids`].
+pub const PINNED_IDS: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogicalOp {
@@ -89,6 +91,33 @@ impl FilterNode {
                 conditions.iter().map(FilterNode::condition_count).sum()
             }
             FilterNode::Condition { .. } => 1,
+        }
+    }
+
+    /// Whether the filter selects rows by primary key, at most [`PINNED_IDS`] of them: an `id`
+    /// `is`/`in` condition of integers at the top, or in an `and` group at the top.
+    pub fn pins_ids(&self) -> bool {
+        match self {
+            FilterNode::Group {
+                op: LogicalOp::And,
+                conditions,
+            } => conditions.iter().any(FilterNode::pins_ids),
+            FilterNode::Group { .. } => false,
+            FilterNode::Condition {
+                path,
+                relation,
+                values,
+            } => {
+                let ids: &[Value] = match values.as_slice() {
+                    [Value::Array(inner)] => inner,
+                    flat => flat,
+                };
+                path == "id"
+                    && matches!(relation.as_str(), "is" | "in")
+                    && !ids.is_empty()
+                    && ids.len() <= PINNED_IDS
+                    && ids.iter().all(Value::is_i64)
+            }
         }
     }
 
@@ -280,6 +309,24 @@ mod tests {
             relation: r.into(),
             values: v,
         }
+    }
+
+    #[test]
+    fn filters_by_primary_key_pin_ids() {
+        let pins = |f: Value| FilterNode::parse(&f).unwrap().pins_ids();
+        assert!(pins(json!([["id", "is", 3]])));
+        assert!(pins(json!([["code", "is", "a"], ["id", "in", [1, 2, 3]]])));
+        assert!(pins(json!({"logical_operator": "and", "conditions": [
+            {"path": "id", "relation": "in", "values": [1, 2]}]})));
+        assert!(!pins(json!([])));
+        assert!(!pins(json!([["id", "greater_than", 3]])));
+        assert!(!pins(json!([["id", "is", "3"]])));
+        assert!(!pins(json!([["sg_sequence.Sequence.id", "is", 3]])));
+        assert!(!pins(json!({"logical_operator": "or", "conditions": [
+            {"path": "id", "relation": "is", "values": [1]},
+            {"path": "code", "relation": "is", "values": ["a"]}]})));
+        let many: Vec<i64> = (0..=PINNED_IDS as i64).collect();
+        assert!(!pins(json!([["id", "in", many]])));
     }
 
     #[test]

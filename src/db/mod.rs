@@ -114,6 +114,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pools, StoreError> {
         Backend::Postgres => Some(std::sync::Arc::new(reader::postgres::PgReads::new(
             pg_options(&config.url)?,
             config.max_connections,
+            &config.url,
         ))),
         Backend::Sqlite => None,
     };

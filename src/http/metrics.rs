@@ -471,6 +471,16 @@ const FAMILIES: &[Family] = &[
         |s| gauge(s.doc.actors.event_poller.open_gaps as f64),
     ),
     (
+        "sgcache_database_pipelined_reads",
+        "PostgreSQL reads by id answered on a thread's pipelined connection.",
+        |s| counter(s.doc.database.pipelined_reads),
+    ),
+    (
+        "sgcache_database_pipelined_fallbacks",
+        "Reads by id whose pipelined attempt failed and ran again on a connection of their own.",
+        |s| counter(s.doc.database.pipelined_fallbacks),
+    ),
+    (
         "sgcache_database_size_bytes",
         "Size of the cache database.",
         |s| gauge(s.doc.cache.database_bytes? as f64),

@@ -78,6 +78,11 @@ pub struct DatabaseStatus {
     pub backend: &'static str,
     /// Any password masked.
     pub url: String,
+    /// PostgreSQL reads by id answered on a thread's pipelined connection (0 on SQLite).
+    pub pipelined_reads: u64,
+    /// Reads by id whose pipelined attempt failed and that were run again on a connection of
+    /// their own.
+    pub pipelined_fallbacks: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -182,6 +187,7 @@ impl StatusSources {
         let view = self.cache.view();
         let requests = self.requests.snapshot();
         let last_request = requests.last_request_unix_ms;
+        let pipelines = self.pools.pg_reads.as_ref().map(|r| &r.pipelines);
         StatusDocument {
             service: "sgcache",
             version: env!("CARGO_PKG_VERSION"),
@@ -190,6 +196,8 @@ impl StatusSources {
             database: DatabaseStatus {
                 backend: self.backend.name(),
                 url: crate::config::mask_url_password(&self.database_url),
+                pipelined_reads: pipelines.map_or(0, |p| p.reads()),
+                pipelined_fallbacks: pipelines.map_or(0, |p| p.fallbacks()),
             },
             upstream: UpstreamStatus {
                 url: self.site_url.clone(),
@@ -367,6 +375,8 @@ mod tests {
             "database",
             "database.backend",
             "database.url",
+            "database.pipelined_reads",
+            "database.pipelined_fallbacks",
             "failures",
             "upstream",
             "upstream.url",

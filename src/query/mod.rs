@@ -170,6 +170,9 @@ pub struct CompiledRead {
     pub multis: Vec<MultiRead>,
     pub entities_per_page: u32,
     pub current_page: u32,
+    /// The filters select rows by primary key ([`crate::api3::filters::FilterNode::pins_ids`]):
+    /// the read is cheap whatever the table's size.
+    pub by_id: bool,
 }
 
 /// What to do with a read.

@@ -108,6 +108,7 @@ fn compiled(req: &ReadRequest, backend: Backend, b: Built) -> CompiledRead {
         multis: b.multis,
         entities_per_page: req.entities_per_page,
         current_page: req.current_page,
+        by_id: req.filters.pins_ids(),
     }
 }
 
@@ -416,6 +417,35 @@ mod tests {
             json!({"type": "Shot", "return_fields": ["code", "nope", "sg_sequence.Sequence.nope"]}),
         );
         assert_eq!(c.fields.len(), 1);
+    }
+
+    #[test]
+    fn a_page_of_the_rows_own_columns_is_one_level() {
+        let c = local(json!({"type": "Shot", "filters": [["id", "is", 5]],
+            "return_fields": ["code"], "sorts": [{"field_name": "code", "direction": "asc"}]}));
+        assert!(c.by_id);
+        let (sqlite, values) = c.page.render(Dialect::Sqlite);
+        assert!(
+            sqlite.starts_with(
+                "SELECT t0.\"id\" AS \"_id\", t0.\"code\" AS \"c0\" FROM \"shot\" t0 WHERE "
+            ),
+            "{sqlite}"
+        );
+        assert!(!sqlite.contains(" JOIN "), "{sqlite}");
+        assert!(
+            sqlite.ends_with(", t0.\"id\" ASC LIMIT 501 OFFSET 0"),
+            "{sqlite}"
+        );
+        assert_eq!(values, vec![sea_orm::Value::from(5i64)]);
+        // A link or a deep field keeps the two levels.
+        for field in ["sg_sequence", "sg_sequence.Sequence.code"] {
+            let c = local(json!({"type": "Shot", "return_fields": ["code", field]}));
+            let (sqlite, _) = c.page.render(Dialect::Sqlite);
+            assert!(
+                sqlite.contains(") p JOIN \"shot\" t0 ON "),
+                "{field}: {sqlite}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! first, over the page's inner query, and the page's rows are then serialised straight to the
 //! body as they are read; on PostgreSQL, whose rows are read whole, it runs after the page over
 //! the ids read (an index scan). No `serde_json::Value` per entity; all in one read snapshot.
+//! A PostgreSQL read by id with no multi-entity field runs on the thread's pipelined
+//! connection ([`super::pipelined`]), and on a connection of its own if that fails.
 //! The page reads `limit + 1` rows: the extra row only says whether there is a next page. `entity_count` is given only when the
 //! client asks for counts (the official client's paging loop asks
 //! `return_paging_info_without_counts`); then a page that ends the result tells it
@@ -17,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::decode::{self, Cells, EntityOut, Layout, MultiLinks};
+use super::pipelined::Pipeline;
 use super::postgres::{self, PgReads};
 use super::sqlite::{self, SqliteReads};
 use crate::db::Pools;
@@ -267,13 +270,49 @@ fn write_rows<'a, C: Cells>(
     Ok(body)
 }
 
-/// The read on a connection of the thread's PostgreSQL pool: the page, then (in one snapshot)
-/// each multi-entity statement over the page's ids, then the count when one is needed.
+/// The read on PostgreSQL: by id on the thread's pipelined connection when it can be
+/// (falling back to a connection of its own when that fails), else on a connection of the
+/// thread's pool: the page, then (in one snapshot) each multi-entity statement over the
+/// page's ids, then the count when one is needed.
 async fn on_postgres(read: &CompiledRead, reads: &PgReads) -> Result<Body, DbErr> {
+    let pipelines = &reads.pipelines;
+    if read.by_id
+        && read.multis.is_empty()
+        && let Some(pipeline) = pipelines.get().await
+    {
+        match on_pipeline(read, &pipeline).await {
+            Ok(body) => {
+                pipelines.count_read();
+                return Ok(body);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "pipelined read failed; reading on a connection of its own");
+                pipelines.count_fallback();
+                pipelines.forget_if_closed(&pipeline);
+            }
+        }
+    }
     let mut conn = reads.get().await?;
     let body = on_postgres_conn(read, &mut conn).await?;
     conn.done();
     Ok(body)
+}
+
+/// A one-statement read (and its count) on a pipelined connection.
+async fn on_pipeline(read: &CompiledRead, pipeline: &Pipeline) -> Result<Body, DbErr> {
+    let rows = pipeline.query(&read.page).await?;
+    let names = |r: &tokio_postgres::Row| r.columns().iter().map(|c| c.name().to_owned()).collect();
+    let layout = layout_of(read, rows.first(), names)?;
+    let body = write_rows(read, &[], &rows, layout.as_ref())?;
+    let counted = if body.needs_count() {
+        match pipeline.query(&read.count).await?.first() {
+            Some(r) => r.int(0)?,
+            None => Some(0),
+        }
+    } else {
+        None
+    };
+    body.finish(counted)
 }
 
 async fn on_postgres_conn(read: &CompiledRead, conn: &mut PgConnection) -> Result<Body, DbErr> {

@@ -33,6 +33,7 @@ use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 use sea_query_sqlx::SqlxValues;
 
 use super::decode::{Cells, column_err};
+use super::pipelined::Pipelines;
 use crate::query::{Dialect, Sql};
 
 /// How long a read waits for a connection of its thread's pool, or for a new one to open
@@ -100,6 +101,8 @@ pub type Pooled = managed::Object<Opener>;
 
 /// The page reads' pools, one per thread that reads.
 pub struct PgReads {
+    /// Reads by id, on one pipelined connection per thread.
+    pub pipelines: Pipelines,
     options: PgConnectOptions,
     per_thread: usize,
     pools: Mutex<HashMap<ThreadId, Pool>>,
@@ -116,9 +119,10 @@ impl std::fmt::Debug for PgReads {
 impl PgReads {
     /// Pools of `max_connections / cores` connections (at least one) per thread, the HTTP
     /// workers' default count being the number of cores; connections are opened on first use.
-    pub fn new(options: PgConnectOptions, max_connections: u32) -> PgReads {
+    pub fn new(options: PgConnectOptions, max_connections: u32, url: &str) -> PgReads {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         PgReads {
+            pipelines: Pipelines::new(&options, url),
             options,
             per_thread: max_connections.div_ceil(cores).max(1) as usize,
             pools: Mutex::new(HashMap::new()),
@@ -150,6 +154,7 @@ impl PgReads {
 
     /// Closes every thread's pool and its idle connections.
     pub async fn close(&self) {
+        self.pipelines.close();
         let pools: Vec<Pool> = {
             let mut map = self.pools.lock().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, pool)| pool).collect()
