@@ -33,13 +33,6 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
     let site = MockSite::start();
     site.seed("Shot", 200, |i| json!({"code": format!("sh{i:03}")}));
     let test_db = TestDb::postgres(&admin_url).await;
-    let db_name = test_db
-        .url
-        .split('?')
-        .next()
-        .and_then(|s| s.rsplit('/').next())
-        .expect("db name")
-        .to_owned();
     let mut config = test_config(&test_db, Some(&site));
     config.schema.include = vec!["Shot".into()];
     config.events.enabled = false;
@@ -57,18 +50,10 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
     );
 
     // What a PostgreSQL restart does to the daemon: every connection dies.
-    let admin = Database::connect(&admin_url).await.expect("admin");
-    let killed = admin
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity \
-                 WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
-            ),
-        ))
-        .await
-        .expect("terminate");
-    assert!(!killed.is_empty(), "the daemon had connections");
+    assert!(
+        terminate_all(&admin_url, &test_db.url).await > 0,
+        "the daemon had connections"
+    );
 
     // Reads are still answered (from fresh connections, or passed through meanwhile).
     for _ in 0..5 {
@@ -234,21 +219,7 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
     );
 
     // Every connection of the daemon killed, pipelined ones included.
-    let db_name = test_db
-        .url
-        .split('?')
-        .next()
-        .and_then(|s| s.rsplit('/').next())
-        .expect("db name")
-        .to_owned();
-    let admin = Database::connect(&admin_url).await.expect("admin");
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
-        ))
-        .await
-        .expect("terminate");
+    assert!(terminate_all(&admin_url, &test_db.url).await > 0);
     let reads: Vec<Value> = reads.into_iter().skip(1).collect();
     check_all(&base, &site_url, &reads, "after the kill").await;
     eventually(
@@ -265,6 +236,28 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
     )
     .await;
     daemon.stop().await;
+}
+
+/// Terminates every connection to the database of `db_url` (what a PostgreSQL restart does to
+/// the daemon); returns how many there were.
+async fn terminate_all(admin_url: &str, db_url: &str) -> usize {
+    let db_name = db_url
+        .split('?')
+        .next()
+        .and_then(|s| s.rsplit('/').next())
+        .expect("db name");
+    let admin = Database::connect(admin_url).await.expect("admin");
+    admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity \
+                 WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
+            ),
+        ))
+        .await
+        .expect("terminate")
+        .len()
 }
 
 /// Sends `reads` to sgcache all at once and each to the site: the answers are the same. A read
