@@ -32,13 +32,8 @@ async fn killed_postgres_connections_are_recovered_without_losing_a_write() {
     let Some(admin_url) = pg_url() else { return };
     let site = MockSite::start();
     site.seed("Shot", 200, |i| json!({"code": format!("sh{i:03}")}));
-    let test_db = TestDb::postgres(&admin_url).await;
-    let mut config = test_config(&test_db, Some(&site));
-    config.schema.include = vec!["Shot".into()];
-    config.events.enabled = false;
-    let daemon = Daemon::start(config, listener()).await.expect("daemon");
+    let (test_db, daemon) = shots_on_postgres(&admin_url, &site).await;
     let base = daemon.url();
-    wait_primed(&daemon, Duration::from_secs(30)).await;
     let read = json!({"method_name": "read", "params": [auth(), {"type": "Shot",
         "filters": {"logical_operator": "and", "conditions": [{"path": "id", "relation": "less_than", "values": [50]}]},
         "return_fields": ["code"], "return_only": "active", "paging": {"entities_per_page": 100, "current_page": 1}}]});
@@ -174,13 +169,8 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
     let ids = site.seed("Shot", 120, |i| {
         json!({"code": format!("sh{i:03}"), "sg_status_list": if i % 2 == 0 {"ip"} else {"fin"}})
     });
-    let test_db = TestDb::postgres(&admin_url).await;
-    let mut config = test_config(&test_db, Some(&site));
-    config.schema.include = vec!["Shot".into()];
-    config.events.enabled = false;
-    let daemon = Daemon::start(config, listener()).await.expect("daemon");
+    let (test_db, daemon) = shots_on_postgres(&admin_url, &site).await;
     let base = daemon.url();
-    wait_primed(&daemon, Duration::from_secs(30)).await;
     let by_id = |filters: Value, counts: bool| {
         json!({"method_name": "read", "params": [auth(), {"type": "Shot",
             "filters": filters, "return_fields": ["code", "sg_status_list"],
@@ -236,6 +226,17 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
     )
     .await;
     daemon.stop().await;
+}
+
+/// A daemon caching the site's Shots in a new PostgreSQL database (no event polling), primed.
+async fn shots_on_postgres(admin_url: &str, site: &MockSite) -> (TestDb, Daemon) {
+    let test_db = TestDb::postgres(admin_url).await;
+    let mut config = test_config(&test_db, Some(site));
+    config.schema.include = vec!["Shot".into()];
+    config.events.enabled = false;
+    let daemon = Daemon::start(config, listener()).await.expect("daemon");
+    wait_primed(&daemon, Duration::from_secs(30)).await;
+    (test_db, daemon)
 }
 
 /// Terminates every connection to the database of `db_url` (what a PostgreSQL restart does to

@@ -298,6 +298,14 @@ async fn on_postgres(read: &CompiledRead, reads: &PgReads) -> Result<Body, DbErr
     Ok(body)
 }
 
+/// The answer of a `COUNT(*)` statement (no row: 0).
+fn count_of<C: Cells>(rows: &[C]) -> Result<Option<i64>, DbErr> {
+    match rows.first() {
+        Some(r) => r.int(0),
+        None => Ok(Some(0)),
+    }
+}
+
 /// A one-statement read (and its count) on a pipelined connection.
 async fn on_pipeline(read: &CompiledRead, pipeline: &Pipeline) -> Result<Body, DbErr> {
     let rows = pipeline.query(&read.page).await?;
@@ -305,10 +313,7 @@ async fn on_pipeline(read: &CompiledRead, pipeline: &Pipeline) -> Result<Body, D
     let layout = layout_of(read, rows.first(), names)?;
     let body = write_rows(read, &[], &rows, layout.as_ref())?;
     let counted = if body.needs_count() {
-        match pipeline.query(&read.count).await?.first() {
-            Some(r) => r.int(0)?,
-            None => Some(0),
-        }
+        count_of(&pipeline.query(&read.count).await?)?
     } else {
         None
     };
@@ -342,10 +347,7 @@ async fn on_postgres_conn(read: &CompiledRead, conn: &mut PgConnection) -> Resul
     };
     let body = write_rows(read, &links, &rows, layout.as_ref())?;
     let counted = if body.needs_count() {
-        match postgres::fetch_all(&mut *conn, &read.count).await?.first() {
-            Some(r) => r.int(0)?,
-            None => Some(0),
-        }
+        count_of(&postgres::fetch_all(&mut *conn, &read.count).await?)?
     } else {
         None
     };

@@ -29,6 +29,7 @@ use sea_query_postgres::{PostgresValue, PostgresValues};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::decode::{Cells, column_err};
+use super::postgres::CONNECT;
 use crate::query::{Dialect, Sql};
 
 /// How long a thread whose pipelined connection could not be opened sends its reads to
@@ -36,8 +37,6 @@ use crate::query::{Dialect, Sql};
 const RETRY: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (sqlx keeps 100 per connection).
 const STATEMENTS: usize = 256;
-/// How long opening the connection may take (SeaORM's pool: 10 s).
-const CONNECT: Duration = Duration::from_secs(10);
 
 /// One pipelined connection per thread that reads by id.
 pub struct Pipelines {

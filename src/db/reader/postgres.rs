@@ -39,7 +39,7 @@ use crate::query::{Dialect, Sql};
 /// How long a read waits for a connection of its thread's pool, or for a new one to open
 /// (as SeaORM's pool waits).
 const WAIT: Duration = Duration::from_secs(30);
-const CONNECT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT: Duration = Duration::from_secs(10);
 
 /// A pooled connection and whether the read that had it last finished cleanly.
 pub struct ReadConn {
