@@ -288,7 +288,6 @@ async fn on_postgres(read: &CompiledRead, reads: &PgReads) -> Result<Body, DbErr
             Err(e) => {
                 tracing::debug!(error = %e, "pipelined read failed; reading on a connection of its own");
                 pipelines.count_fallback();
-                pipelines.forget_if_closed(&pipeline);
             }
         }
     }

@@ -165,10 +165,10 @@ impl Pipelines {
             }
             slots.insert(thread, Slot::Opening);
         }
-        // A read cancelled while it opens the connection leaves the slot `Opening`; the
-        // guard puts it back.
+        // A read cancelled while it opens the connection would leave the slot `Opening`; the
+        // guard clears it.
         let mut opening = Opening {
-            slots: &self.threads,
+            pipelines: self,
             thread,
             done: false,
         };
@@ -203,21 +203,6 @@ impl Pipelines {
         pipeline
     }
 
-    /// Forgets this thread's connection if it is `pipeline` and has closed, so that the next
-    /// read opens a new one.
-    pub fn forget_if_closed(&self, pipeline: &Arc<Pipeline>) {
-        if !pipeline.client.is_closed() {
-            return;
-        }
-        let mut slots = self.slots();
-        let thread = std::thread::current().id();
-        if let Some(Slot::Open(p)) = slots.get(&thread)
-            && Arc::ptr_eq(p, pipeline)
-        {
-            slots.remove(&thread);
-        }
-    }
-
     /// Drops every thread's connection (each closes once its last read is done).
     pub fn close(&self) {
         self.slots().clear();
@@ -226,7 +211,7 @@ impl Pipelines {
 
 /// Clears a thread's `Opening` slot unless the opening read finished.
 struct Opening<'a> {
-    slots: &'a Mutex<HashMap<ThreadId, Slot>>,
+    pipelines: &'a Pipelines,
     thread: ThreadId,
     done: bool,
 }
@@ -234,7 +219,7 @@ struct Opening<'a> {
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.pipelines.slots();
             if matches!(slots.get(&self.thread), Some(Slot::Opening)) {
                 slots.remove(&self.thread);
             }
