@@ -376,7 +376,8 @@ impl FloorDb {
     }
 }
 
-/// An idle PostgreSQL connection, or a new one (no JIT, as the daemon's).
+/// An idle PostgreSQL connection, or a new one (no JIT, joins in the order written: as the
+/// daemon's reads).
 async fn pg_conn(url: &str, idle: &Mutex<Vec<PgConnection>>) -> PgConnection {
     let pooled = idle.lock().expect("lock").pop();
     match pooled {
@@ -384,7 +385,7 @@ async fn pg_conn(url: &str, idle: &Mutex<Vec<PgConnection>>) -> PgConnection {
         None => url
             .parse::<PgConnectOptions>()
             .expect("floor: PostgreSQL URL")
-            .options([("jit", "off")])
+            .options([("jit", "off"), ("join_collapse_limit", "1")])
             .connect()
             .await
             .expect("floor: connect PostgreSQL"),

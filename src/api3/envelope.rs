@@ -15,7 +15,7 @@ pub struct Envelope {
 impl Envelope {
     /// Checks the envelope: JSON, a `method_name` string, `params` a list.
     pub fn parse(body: &[u8]) -> Result<Envelope, ApiError> {
-        let envelope: Json = serde_json::from_slice(body).map_err(|e| {
+        let mut envelope: Json = serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("sgcache: the request body is not valid JSON: {e}"))
         })?;
         let method = envelope
@@ -25,9 +25,10 @@ impl Envelope {
             .ok_or_else(|| {
                 ApiError::bad_request("sgcache: the request has no method_name string")
             })?;
-        let params = match envelope.get("params") {
+        // Taken, not cloned: the envelope is dropped here.
+        let params = match envelope.get_mut("params").map(Json::take) {
             None | Some(Json::Null) => Vec::new(),
-            Some(Json::Array(params)) => params.clone(),
+            Some(Json::Array(params)) => params,
             Some(_) => return Err(ApiError::bad_request("sgcache: params must be a list")),
         };
         Ok(Envelope { method, params })

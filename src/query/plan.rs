@@ -250,6 +250,25 @@ mod tests {
         }
     }
 
+    /// `args` compiled for PostgreSQL.
+    fn local_pg(args: &serde_json::Value) -> CompiledRead {
+        let (cached, site, complete) = setup();
+        let req = ReadRequest::parse(args).unwrap();
+        match plan_read(
+            &req,
+            &cached,
+            &site,
+            &complete,
+            &Rules::assumed(),
+            Backend::Postgres,
+        )
+        .unwrap()
+        {
+            Decision::Local(c) => c,
+            Decision::PassThrough(r) => panic!("expected local for {args}, got {r:?}"),
+        }
+    }
+
     #[test]
     fn pass_reasons() {
         assert_eq!(pass(json!({"type": "Version"})), PassReason::UncachedType);
@@ -437,6 +456,22 @@ mod tests {
             "{sqlite}"
         );
         assert_eq!(values, vec![sea_orm::Value::from(5i64)]);
+        // On PostgreSQL a first page keeps its literal LIMIT and OFFSET (one statement whose
+        // plan is kept); a later page binds them (one statement for all pages).
+        let by_id =
+            json!({"type": "Shot", "filters": [["id", "is", 5]], "return_fields": ["code"]});
+        let (pg, values) = local_pg(&by_id).page.render(Dialect::Postgres);
+        assert!(pg.ends_with(" ASC LIMIT 501 OFFSET 0"), "{pg}");
+        assert_eq!(values, vec![sea_orm::Value::from(5i64)]);
+        let mut later = by_id.clone();
+        later["paging"] = json!({"entities_per_page": 20, "current_page": 3});
+        let (pg, values) = local_pg(&later).page.render(Dialect::Postgres);
+        assert!(pg.ends_with(" ASC LIMIT $2 OFFSET $3"), "{pg}");
+        assert_eq!(
+            values,
+            [5i64, 21, 40].map(sea_orm::Value::from).to_vec(),
+            "{pg}"
+        );
         // A link or a deep field keeps the two levels.
         for field in ["sg_sequence", "sg_sequence.Sequence.code"] {
             let c = local(json!({"type": "Shot", "return_fields": ["code", field]}));
@@ -481,22 +516,15 @@ mod tests {
                 sea_orm::Value::from(3i64),
             ]
         );
-        let (cached, site, complete) = setup();
-        let req = ReadRequest::parse(&args).unwrap();
-        let Decision::Local(pg) = plan_read(
-            &req,
-            &cached,
-            &site,
-            &complete,
-            &Rules::assumed(),
-            Backend::Postgres,
-        )
-        .unwrap() else {
-            panic!()
-        };
-        let (pg_sql, _) = pg.page.render(Dialect::Postgres);
+        let (pg_sql, pg_values) = local_pg(&args).page.render(Dialect::Postgres);
+        // PostgreSQL binds a later page's LIMIT and OFFSET (see `select::ordered_cut`).
+        assert_eq!(
+            pg_values[pg_values.len() - 2..],
+            [sea_orm::Value::from(11i64), sea_orm::Value::from(10i64)]
+        );
         let mut n = 0;
         let numbered: String = expected
+            .replace("LIMIT 11 OFFSET 10)", "LIMIT ? OFFSET ?)")
             .split('?')
             .enumerate()
             .map(|(i, part)| {

@@ -178,7 +178,7 @@ pub fn build(
     ))
     .push(filter.paren());
     let count = Sql::raw(format!("SELECT COUNT(*) AS {}", ident(TOTAL))).push(from_where.clone());
-    let cut = ordered_cut(req, &order, from_where);
+    let cut = ordered_cut(c.dialect, req, &order, from_where);
     let ids = page_ids(&order, cut.clone());
     let page = if returns.own_columns_only() {
         page_flat(cut, &returns)
@@ -197,9 +197,7 @@ pub fn build(
 /// One sort key: the expression, its direction and whether it is compared as text.
 type OrderKey = (Sql, &'static str, bool);
 
-/// The inner query: the page's ids and sort keys, plus one more row. LIMIT and OFFSET are
-/// literals: SQLite plans an ORDER BY ... LIMIT with the bound value, so a bound LIMIT makes
-/// every cached statement re-prepare on its next use.
+/// The inner query: the page's ids and sort keys, plus one more row.
 fn page_ids(order: &[OrderKey], cut: Sql) -> Sql {
     let mut inner = Sql::raw(format!("SELECT {ROOT}.\"id\" AS {}", ident(ID)));
     for (i, (e, _, _)) in order.iter().enumerate() {
@@ -212,17 +210,30 @@ fn page_ids(order: &[OrderKey], cut: Sql) -> Sql {
 }
 
 /// `FROM ... WHERE ... ORDER BY ... LIMIT ... OFFSET ...`: the page's rows plus one, in order.
-fn ordered_cut(req: &ReadRequest, order: &[OrderKey], from_where: Sql) -> Sql {
+///
+/// LIMIT and OFFSET are literals, except on PostgreSQL past the first page:
+///
+/// * SQLite plans an ORDER BY ... LIMIT with the bound value, so a bound LIMIT makes every
+///   cached statement re-prepare on its next use.
+/// * PostgreSQL plans a statement whose LIMIT and OFFSET are bound for every execution (the
+///   plan it would keep is costed for an unknown offset, so it never looks cheaper): a find by
+///   id then spent most of its database time planning. A first page's literal `OFFSET 0`
+///   keeps one statement per read shape, whose plan PostgreSQL keeps. Later pages come from
+///   paging loops, where a literal offset made a new statement per page (parsed, planned and
+///   cached for one use); bound, all pages of a read share one prepared statement.
+fn ordered_cut(dialect: Dialect, req: &ReadRequest, order: &[OrderKey], from_where: Sql) -> Sql {
     let limit = i64::from(req.entities_per_page);
     let offset = i64::from(req.current_page.saturating_sub(1)) * limit;
     let mut cut = from_where.text(" ORDER BY ");
     for (e, dir, _) in order {
         cut = cut.push(e.clone()).text(format!("{dir}, "));
     }
-    cut.text(format!(
-        "{ROOT}.\"id\" ASC LIMIT {} OFFSET {offset}",
-        limit + 1
-    ))
+    let cut = cut.text(format!("{ROOT}.\"id\" ASC LIMIT "));
+    if dialect == Dialect::Postgres && offset > 0 {
+        cut.bind(limit + 1).text(" OFFSET ").bind(offset)
+    } else {
+        cut.text(format!("{} OFFSET {offset}", limit + 1))
+    }
 }
 
 /// The page in one level, when the return fields are columns of the row itself (no join, no
