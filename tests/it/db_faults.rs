@@ -3,7 +3,7 @@
 //! on fresh connections, nothing accepted is lost, and the daemon recovers by itself.
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
 use sgcache::Daemon;
 
@@ -228,11 +228,75 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
     daemon.stop().await;
 }
 
+/// A read by id that waits for a lock on its table gives up its place on the pipelined
+/// connection: a read of another table sent after it on the same connection (one worker, so
+/// one pipelined connection) answers while the lock is held, and the waiting read answers as
+/// the site does once the lock is released, on a connection of its own.
+#[actix_web::test]
+async fn a_read_waiting_for_a_lock_does_not_hold_up_the_pipeline() {
+    let Some(admin_url) = pg_url() else { return };
+    let site = MockSite::start();
+    let shots = site.seed("Shot", 5, |i| json!({"code": format!("sh{i}")}));
+    let assets = site.seed("Asset", 5, |i| json!({"code": format!("a{i}")}));
+    let (test_db, daemon) = on_postgres(&admin_url, &site, &["Shot", "Asset"]).await;
+    let base = daemon.url();
+    let by_id = |entity_type: &str, id: i64| {
+        json!({"method_name": "read", "params": [auth(), {"type": entity_type,
+            "filters": [["id", "is", id]], "return_fields": ["code"],
+            "return_only": "active", "paging": {"entities_per_page": 50, "current_page": 1}}]})
+    };
+    // The worker's pipelined connection is open.
+    let pipelined = |s: &Value| s["database"]["pipelined_reads"].as_u64().unwrap_or(0);
+    let warm = post(&base, &by_id("Asset", assets[0])).await;
+    assert_eq!(warm["results"]["entities"][0]["code"], "a0", "{warm}");
+    assert!(pipelined(&status_of(&daemon).await) > 0);
+
+    let admin = Database::connect(&test_db.url).await.expect("connect");
+    let lock = admin.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE \"shot\" IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let shot_read = by_id("Shot", shots[1]);
+    let waiting = actix_web::rt::spawn({
+        let (base, read) = (base.clone(), shot_read.clone());
+        async move { post(&base, &read).await }
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+    let asset_read = by_id("Asset", assets[2]);
+    let asset = actix_web::rt::time::timeout(Duration::from_secs(3), post(&base, &asset_read))
+        .await
+        .expect("the Asset read answers while the Shot table is locked");
+    assert_eq!(
+        asset["results"],
+        post(&site.url(), &asset_read).await["results"]
+    );
+    assert!(!waiting.is_finished(), "the Shot read waits for the lock");
+    lock.commit().await.expect("commit");
+    let shot = waiting.await.expect("the Shot read");
+    assert_eq!(
+        shot["results"],
+        post(&site.url(), &shot_read).await["results"]
+    );
+    let status = status_of(&daemon).await;
+    assert!(
+        status["database"]["pipelined_fallbacks"].as_u64() >= Some(1),
+        "{}",
+        status["database"]
+    );
+    daemon.stop().await;
+}
+
 /// A daemon caching the site's Shots in a new PostgreSQL database (no event polling), primed.
 async fn shots_on_postgres(admin_url: &str, site: &MockSite) -> (TestDb, Daemon) {
+    on_postgres(admin_url, site, &["Shot"]).await
+}
+
+/// A daemon caching `types` of the site in a new PostgreSQL database (no event polling),
+/// primed.
+async fn on_postgres(admin_url: &str, site: &MockSite, types: &[&str]) -> (TestDb, Daemon) {
     let test_db = TestDb::postgres(admin_url).await;
     let mut config = test_config(&test_db, Some(site));
-    config.schema.include = vec!["Shot".into()];
+    config.schema.include = types.iter().map(|&t| t.to_owned()).collect();
     config.events.enabled = false;
     let daemon = Daemon::start(config, listener()).await.expect("daemon");
     wait_primed(&daemon, Duration::from_secs(30)).await;

@@ -15,6 +15,12 @@
 //! failed. Connections that require TLS, or that cannot be opened with what the URL and
 //! `PGPASSWORD` give (a `.pgpass` password), are not pipelined: their reads all take
 //! connections of their own.
+//!
+//! A read that waits for a lock (a DbWriter transaction that changes the table's columns holds
+//! one until it commits) would hold up every read sent after it on the same connection, reads
+//! of other tables included. So pipelined connections wait at most [`LOCK_WAIT`] for a lock:
+//! a read that gives up is run again on a connection of its own, where it waits as any other
+//! read does, and the reads behind it go on.
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +43,9 @@ use crate::query::{Dialect, Sql};
 const RETRY: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (sqlx keeps 100 per connection).
 const STATEMENTS: usize = 256;
+/// How long a pipelined read waits for a lock before it is run on a connection of its own
+/// (PostgreSQL's `lock_timeout`, in milliseconds).
+const LOCK_WAIT: &str = "100";
 
 /// One pipelined connection per thread that reads by id.
 pub struct Pipelines {
@@ -94,9 +103,11 @@ fn config(options: &PgConnectOptions, password: Option<String>) -> Option<Config
     if let Some(name) = options.get_application_name() {
         config.application_name(name);
     }
-    if let Some(opts) = options.get_options() {
-        config.options(opts);
-    }
+    let lock_wait = format!("-c lock_timeout={LOCK_WAIT}");
+    match options.get_options() {
+        Some(opts) => config.options(format!("{opts} {lock_wait}")),
+        None => config.options(lock_wait),
+    };
     if let Some(password) = password {
         config.password(password);
     }
@@ -358,6 +369,14 @@ mod tests {
         );
         assert_eq!(c.get_dbname(), Some("postgres"));
         assert_eq!(c.get_user(), Some("root"));
+        assert_eq!(c.get_options(), Some("-c lock_timeout=100"));
+        // The reads' own session settings carry over, the lock wait after them.
+        let c = config(
+            &options("postgres://u@db/x").options([("jit", "off")]),
+            None,
+        )
+        .expect("config");
+        assert_eq!(c.get_options(), Some("-c jit=off -c lock_timeout=100"));
         let c = config(&options("postgres://a@db.example:6543/x"), None).expect("config");
         assert_eq!(
             c.get_hosts(),
