@@ -675,6 +675,6 @@ fn main() {
             }
         }
         println!();
-        println!("Floors: find by id = the row by primary key; the page = one SELECT with LEFT JOINs for link names + one batched query for the page's assignees, has_next_page from limit + 1 rows; both on sqlx directly (prepared), serialised with serde straight to bytes. The floor's latency for HTTP = its p50 + /ping p50 (find by id) or + the p50 of the same page bodies replayed over HTTP by a server that kept them (the page), 1 conn, measured in the same run. The client row's floor: the official client against that replaying server, which answers every request of the find with the bytes sgcache gave (kept during a warm-up find): the client's own HTTP and decoding cost.");
+        println!("Floors: find by id = the row by primary key; the page = one SELECT with LEFT JOINs for link names + one batched query for the page's assignees, has_next_page from limit + 1 rows; both on the raw driver (rusqlite on SQLite; sqlx on PostgreSQL, and for find by id also one pipelined tokio-postgres connection, the better shown), prepared, serialised with serde straight to bytes. The floor's latency for HTTP = its p50 + /ping p50 (find by id) or + the p50 of the same page bodies replayed over HTTP by a server that kept them (the page), 1 conn, measured in the same run. The client row's floor: the official client against that replaying server, which answers every request of the find with the bytes sgcache gave (kept during a warm-up find): the client's own HTTP and decoding cost.");
     });
 }
