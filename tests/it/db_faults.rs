@@ -191,10 +191,9 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
             true,
         )])
         .collect();
-    let pipelined = |s: &Value| s["database"]["pipelined_reads"].as_u64().unwrap_or(0);
     let site_url = site.url();
     check_all(&base, &site_url, &reads, "first").await;
-    let first = pipelined(&status_of(&daemon).await);
+    let first = pipelined_reads(&status_of(&daemon).await);
     assert!(first > 0, "reads by id were pipelined");
 
     // A retired row is gone from reads by id at once.
@@ -218,9 +217,9 @@ async fn reads_by_id_are_pipelined_and_outlive_their_connection() {
         || {
             let (daemon, base, site_url, reads) = (&daemon, &base, &site_url, &reads);
             async move {
-                let before = pipelined(&status_of(daemon).await);
+                let before = pipelined_reads(&status_of(daemon).await);
                 check_all(base, site_url, reads, "again").await;
-                (pipelined(&status_of(daemon).await) > before).then_some(())
+                (pipelined_reads(&status_of(daemon).await) > before).then_some(())
             }
         },
     )
@@ -246,10 +245,9 @@ async fn a_read_waiting_for_a_lock_does_not_hold_up_the_pipeline() {
             "return_only": "active", "paging": {"entities_per_page": 50, "current_page": 1}}]})
     };
     // The worker's pipelined connection is open.
-    let pipelined = |s: &Value| s["database"]["pipelined_reads"].as_u64().unwrap_or(0);
     let warm = post(&base, &by_id("Asset", assets[0])).await;
     assert_eq!(warm["results"]["entities"][0]["code"], "a0", "{warm}");
-    assert!(pipelined(&status_of(&daemon).await) > 0);
+    assert!(pipelined_reads(&status_of(&daemon).await) > 0);
 
     let admin = Database::connect(&test_db.url).await.expect("connect");
     let lock = admin.begin().await.expect("begin");
@@ -279,11 +277,21 @@ async fn a_read_waiting_for_a_lock_does_not_hold_up_the_pipeline() {
     );
     let status = status_of(&daemon).await;
     assert!(
-        status["database"]["pipelined_fallbacks"].as_u64() >= Some(1),
+        database_count(&status, "pipelined_fallbacks") >= 1,
         "{}",
         status["database"]
     );
     daemon.stop().await;
+}
+
+/// A counter of `/status` → `database` (0 when absent).
+fn database_count(status: &Value, key: &str) -> u64 {
+    status["database"][key].as_u64().unwrap_or(0)
+}
+
+/// `/status` → `database.pipelined_reads`.
+fn pipelined_reads(status: &Value) -> u64 {
+    database_count(status, "pipelined_reads")
 }
 
 /// A daemon caching the site's Shots in a new PostgreSQL database (no event polling), primed.

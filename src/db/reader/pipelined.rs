@@ -269,16 +269,6 @@ impl Pipeline {
     fn lock_statements(&self) -> std::sync::MutexGuard<'_, LruCache<String, Statement>> {
         self.statements.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// The backend's process id (tests).
-    pub async fn backend_pid(&self) -> Result<i32, DbErr> {
-        let row = self
-            .client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .map_err(query_err)?;
-        row.try_get(0).map_err(|e| column_err(0, e))
-    }
 }
 
 /// The error with PostgreSQL's own message (tokio-postgres displays a server error as
