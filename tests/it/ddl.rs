@@ -1,5 +1,6 @@
 //! Cache-table DDL on both backends: naming rules, idempotence across restarts, widening and
 //! narrowing the selection, and the `complete` flag reset on change.
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use sgcache::actors::schema_loader::{apply_schema, fetch_schema};
 use sgcache::config::Config;
 use sgcache::db::writer::{Apply, DbWriterHandle, EntityStatePatch, WriteOp};
@@ -274,4 +275,82 @@ async fn a_retyped_field_is_recreated_and_its_type_marked_incomplete() {
             .expect("a float goes into the retyped column");
         arbiter.stop();
     }
+}
+
+/// The definition of `index` on PostgreSQL (`None` when it does not exist).
+async fn index_def<C: ConnectionTrait>(db: &C, index: &str) -> Option<String> {
+    let sql = format!(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = '{index}'"
+    );
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .expect("pg_indexes")
+        .map(|r| r.try_get::<String>("", "indexdef").expect("indexdef"))
+}
+
+/// PostgreSQL: every cached table gets the index of its live rows' ids, a database made
+/// without it gets it on the next start (with nothing else to apply), and a page's inner query
+/// can be answered from it alone (the condition `"_active" = TRUE` the reads write implies the
+/// index's).
+#[actix_web::test]
+async fn postgres_tables_get_the_live_ids_index() {
+    let Some(url) = crate::support::pg_url() else {
+        return;
+    };
+    let test_db = crate::support::TestDb::postgres(&url).await;
+    let mut config = test_config(&test_db, None);
+    fixture_schema_config(&mut config);
+    let (pools, writer, arbiter) = open(&config).await;
+    apply(&config, &pools, &writer).await;
+    for table in ["shot", "task", "project", "humanuser"] {
+        let def = index_def(&pools.reader, &format!("ix_{table}__active_id"))
+            .await
+            .unwrap_or_else(|| panic!("{table}: no live-ids index"));
+        assert!(
+            def.ends_with(&format!(
+                "ON public.{table} USING btree (id) WHERE (_active = true)"
+            )),
+            "{def}"
+        );
+    }
+    // A database made before the index: the next start adds it, and applies nothing else.
+    pools
+        .writer
+        .execute_unprepared(r#"DROP INDEX "ix_shot__active_id""#)
+        .await
+        .expect("drop the index");
+    arbiter.stop();
+    let (pools, writer, arbiter) = open(&config).await;
+    let restarted = apply(&config, &pools, &writer).await;
+    assert_eq!(restarted.statements, 0);
+    assert!(restarted.invalidated.is_empty());
+    assert!(
+        index_def(&pools.reader, "ix_shot__active_id")
+            .await
+            .is_some()
+    );
+    // With every other way to read the table priced out, the planner walks the index only.
+    let txn = pools.reader.begin().await.expect("begin");
+    for off in ["enable_seqscan", "enable_indexscan", "enable_bitmapscan"] {
+        txn.execute_unprepared(&format!("SET LOCAL {off} = off"))
+            .await
+            .expect("set");
+    }
+    let plan: Vec<String> = txn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            r#"EXPLAIN SELECT t0."id" FROM "shot" t0 WHERE t0."_active" = TRUE AND (TRUE) ORDER BY t0."id" ASC LIMIT 501 OFFSET 1000"#,
+        ))
+        .await
+        .expect("explain")
+        .into_iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("plan line"))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("Index Only Scan using ix_shot__active_id")),
+        "{plan:#?}"
+    );
+    txn.rollback().await.expect("rollback");
+    arbiter.stop();
 }

@@ -43,7 +43,7 @@ pub(super) async fn apply_schema(
     msg: &ApplySchema,
 ) -> Result<CachedSchema, StoreError> {
     let db_backend = db_backend(backend);
-    for sql in &msg.plan.statements {
+    for sql in msg.plan.statements.iter().chain(&msg.plan.ensure) {
         debug!(sql = %sql, "ddl");
         tx.execute_raw(Statement::from_string(db_backend, sql.clone()))
             .await?;
