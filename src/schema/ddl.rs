@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sea_orm::sea_query::{
-    Alias, ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, PostgresQueryBuilder,
-    SchemaStatementBuilder, SqliteQueryBuilder, Table,
+    Alias, ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, IndexCreateStatement,
+    PostgresQueryBuilder, SchemaStatementBuilder, SqliteQueryBuilder, Table,
 };
 use sha2::{Digest, Sha256};
 
@@ -131,13 +131,26 @@ fn field_column_defs(field: &CachedField) -> Vec<ColumnDef> {
     }
 }
 
-fn create_index(name: &str, table: &str, cols: &[String], backend: Backend) -> String {
+/// `CREATE INDEX IF NOT EXISTS name ON table (cols)`, to render or refine.
+fn index_on(name: &str, table: &str, cols: &[&str]) -> IndexCreateStatement {
     let mut idx = Index::create();
     idx.if_not_exists().name(name).table(ident(table));
     for c in cols {
         idx.col(ident(c));
     }
-    backend.render(&idx)
+    idx
+}
+
+fn create_index(name: &str, table: &str, cols: &[String], backend: Backend) -> String {
+    let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+    backend.render(&index_on(name, table, &cols))
+}
+
+/// An index created where it is missing on every schema apply (see [`DdlPlan::ensure`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EnsuredIndex {
+    pub name: String,
+    pub sql: String,
 }
 
 /// PostgreSQL: `CREATE INDEX IF NOT EXISTS "ix_{table}__active_id" ON "{table}" ("id") WHERE
@@ -148,17 +161,17 @@ fn create_index(name: &str, table: &str, cols: &[String], backend: Backend) -> S
 /// first page the same); a client's paged find of a large type is O(rows²) in skipped rows.
 /// SQLite does not use such an index for that query (its plan stays a scan of the table in
 /// rowid order), so it gets none.
-pub fn live_ids_index(table: &str, backend: Backend) -> Option<String> {
+pub fn live_ids_index(table: &str, backend: Backend) -> Option<EnsuredIndex> {
     if backend != Backend::Postgres {
         return None;
     }
-    let mut idx = Index::create();
-    idx.if_not_exists()
-        .name(index_name(table, "_active_id"))
-        .table(ident(table))
-        .col(ident("id"))
-        .and_where(ExprTrait::eq(Expr::col(ident(COL_ACTIVE)), true));
-    Some(backend.render(&idx))
+    let name = index_name(table, "_active_id");
+    let mut idx = index_on(&name, table, &["id"]);
+    idx.and_where(ExprTrait::eq(Expr::col(ident(COL_ACTIVE)), true));
+    Some(EnsuredIndex {
+        sql: backend.render(&idx),
+        name,
+    })
 }
 
 fn drop_index(name: &str, table: &str, backend: Backend) -> String {
@@ -376,11 +389,13 @@ pub struct DdlPlan {
     pub retyped: Vec<(String, String)>,
     /// `(type, field)` no longer selected (dropped).
     pub dropped: Vec<(String, String)>,
-    /// Statements that change nothing when already applied, run after `statements` on every
-    /// apply: they bring databases made by an older sgcache up to date (the live-ids index,
-    /// [`live_ids_index`]). Not part of what makes a plan non-empty: a follower compares
-    /// `statements` with the leader's applied layout.
-    pub ensure: Vec<String>,
+    /// Indexes created after `statements` on every apply where the database lacks them: they
+    /// bring databases made by an older sgcache up to date (the live-ids index,
+    /// [`live_ids_index`]). The writer looks up which exist first, since PostgreSQL's
+    /// `CREATE INDEX IF NOT EXISTS` waits for the table's writes even when the index exists.
+    /// Not part of what makes a plan non-empty: a follower compares `statements` with the
+    /// leader's applied layout.
+    pub ensure: Vec<EnsuredIndex>,
 }
 
 impl DdlPlan {
@@ -527,12 +542,16 @@ mod tests {
         let schema = only_thing();
         let expected = r#"CREATE INDEX IF NOT EXISTS "ix_thing__active_id" ON "thing" ("id") WHERE "_active" = TRUE"#;
         let fresh = plan_ddl(&schema, &AppliedSchema::default(), Backend::Postgres);
-        assert_eq!(fresh.ensure, vec![expected]);
+        let ensured = vec![EnsuredIndex {
+            name: "ix_thing__active_id".into(),
+            sql: expected.into(),
+        }];
+        assert_eq!(fresh.ensure, ensured);
         assert!(!fresh.statements.iter().any(|s| s.contains("_active_id")));
         let applied = AppliedSchema::from_cached(&schema);
         let same = plan_ddl(&schema, &applied, Backend::Postgres);
         assert!(same.is_empty(), "{same:?}");
-        assert_eq!(same.ensure, vec![expected]);
+        assert_eq!(same.ensure, ensured);
         assert!(
             plan_ddl(&schema, &applied, Backend::Sqlite)
                 .ensure

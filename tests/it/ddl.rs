@@ -329,6 +329,23 @@ async fn postgres_tables_get_the_live_ids_index() {
             .await
             .is_some()
     );
+    // With the index in place, an apply does not wait for the table's writes (PostgreSQL's
+    // `CREATE INDEX IF NOT EXISTS` would, even for an index that exists).
+    let other = sea_orm::Database::connect(&test_db.url)
+        .await
+        .expect("connect");
+    let writing = other.begin().await.expect("begin");
+    writing
+        .execute_unprepared(r#"LOCK TABLE "shot" IN ROW EXCLUSIVE MODE"#)
+        .await
+        .expect("lock");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        apply(&config, &pools, &writer),
+    )
+    .await
+    .expect("an apply with every index in place waits for no table");
+    writing.rollback().await.expect("rollback");
     // With every other way to read the table priced out, the planner walks the index only.
     let txn = pools.reader.begin().await.expect("begin");
     for off in ["enable_seqscan", "enable_indexscan", "enable_bitmapscan"] {

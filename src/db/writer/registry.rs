@@ -43,7 +43,17 @@ pub(super) async fn apply_schema(
     msg: &ApplySchema,
 ) -> Result<CachedSchema, StoreError> {
     let db_backend = db_backend(backend);
-    for sql in msg.plan.statements.iter().chain(&msg.plan.ensure) {
+    let existing = if msg.plan.ensure.is_empty() {
+        BTreeSet::new()
+    } else {
+        index_names(tx, backend).await?
+    };
+    let missing = msg
+        .plan
+        .ensure
+        .iter()
+        .filter(|i| !existing.contains(&i.name));
+    for sql in msg.plan.statements.iter().chain(missing.map(|i| &i.sql)) {
         debug!(sql = %sql, "ddl");
         tx.execute_raw(Statement::from_string(db_backend, sql.clone()))
             .await?;
@@ -55,6 +65,25 @@ pub(super) async fn apply_schema(
         record_snapshot(tx, snapshot, &now).await?;
     }
     served_schema(tx, &msg.desired).await
+}
+
+/// The names of the indexes in the database's schema.
+async fn index_names(
+    tx: &DatabaseTransaction,
+    backend: Backend,
+) -> Result<BTreeSet<String>, StoreError> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index'",
+        Backend::Postgres => {
+            "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()"
+        }
+    };
+    let rows = tx
+        .query_all_raw(Statement::from_string(db_backend(backend), sql))
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "name").map_err(Into::into))
+        .collect()
 }
 
 /// `desired` without the fields the stored marks leave uncached; marks that no longer apply
