@@ -14,7 +14,12 @@
 //!   (on SQLite selected by the page's ORDER BY/LIMIT and run first, so that each page row is
 //!   serialised while it is read; `= ANY($1)` with the page's ids on PostgreSQL), merged by id;
 //!   `has_next_page` from `limit + 1` rows, no count (the client's paging loop asks without
-//!   counts).
+//!   counts). Links resolve through every type the schema allows the field (`Task.entity`:
+//!   Asset, Element, Scene, Sequence, Shot, Project; `task_assignees`: HumanUser, Group), not
+//!   only those the bench's data holds: SQL written for the schema must also answer right
+//!   once a Task links to an Element. (A `UNION ALL` of one inner join per target type for the
+//!   assignees was slower on both backends: 0.76 against 0.59 ms on SQLite, 0.59 against
+//!   0.50 ms on PostgreSQL, 500 Tasks.)
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
@@ -56,7 +61,8 @@ const SHOT_BY_ID_PG: &str =
 macro_rules! task_page_head {
     () => {
         r#"SELECT t."id", t."content", t."sg_status_list",
-  t."entity__type", COALESCE(e1."id", e2."id", e3."id", e4."id"), COALESCE(e1."code", e2."code", e3."code", e4."name"),
+  t."entity__type", COALESCE(e1."id", e2."id", e3."id", e4."id", e5."id", e6."id"),
+  COALESCE(e1."code", e2."code", e3."code", e4."name", e5."code", e6."code"),
   t."project__type", p."id", p."name",
   t."step__type", s."id", s."code",
   t."start_date", t."due_date", t."duration", t."updated_at"
@@ -71,21 +77,25 @@ LEFT JOIN "shot" e1 ON t."entity__type" = 'Shot' AND e1."id" = t."entity__id" AN
 LEFT JOIN "asset" e2 ON t."entity__type" = 'Asset' AND e2."id" = t."entity__id" AND e2."_active"
 LEFT JOIN "sequence" e3 ON t."entity__type" = 'Sequence' AND e3."id" = t."entity__id" AND e3."_active"
 LEFT JOIN "project" e4 ON t."entity__type" = 'Project' AND e4."id" = t."entity__id" AND e4."_active"
+LEFT JOIN "element" e5 ON t."entity__type" = 'Element' AND e5."id" = t."entity__id" AND e5."_active"
+LEFT JOIN "scene" e6 ON t."entity__type" = 'Scene' AND e6."id" = t."entity__id" AND e6."_active"
 LEFT JOIN "project" p ON t."project__type" = 'Project' AND p."id" = t."project__id" AND p."_active"
 LEFT JOIN "step" s ON t."step__type" = 'Step' AND s."id" = t."step__id" AND s."_active"
 ORDER BY t."id""#
     };
 }
 
-const ASSIGNEES_SQLITE: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
+const ASSIGNEES_SQLITE: &str = r#"SELECT m."parent_id", m."child_type", COALESCE(h."id", g."id"), COALESCE(h."name", g."code")
 FROM "task_task_assignees" m
-JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
-WHERE m."parent_id" IN (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT {limit} OFFSET {offset})
+LEFT JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
+LEFT JOIN "group" g ON m."child_type" = 'Group' AND g."id" = m."child_id" AND g."_active"
+WHERE COALESCE(h."id", g."id") IS NOT NULL AND m."parent_id" IN (SELECT "id" FROM "task" WHERE "_active" ORDER BY "id" LIMIT {limit} OFFSET {offset})
 ORDER BY m."parent_id", m."position""#;
-const ASSIGNEES_PG: &str = r#"SELECT m."parent_id", m."child_type", h."id", h."name"
+const ASSIGNEES_PG: &str = r#"SELECT m."parent_id", m."child_type", COALESCE(h."id", g."id"), COALESCE(h."name", g."code")
 FROM "task_task_assignees" m
-JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
-WHERE m."parent_id" = ANY($1)
+LEFT JOIN "humanuser" h ON m."child_type" = 'HumanUser' AND h."id" = m."child_id" AND h."_active"
+LEFT JOIN "group" g ON m."child_type" = 'Group' AND g."id" = m."child_id" AND g."_active"
+WHERE COALESCE(h."id", g."id") IS NOT NULL AND m."parent_id" = ANY($1)
 ORDER BY m."parent_id", m."position""#;
 
 fn link<'r, R: Row>(row: &'r R, i: usize) -> Option<Link<'r>>
