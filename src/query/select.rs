@@ -133,12 +133,11 @@ impl MultiRead {
     /// page's rows before serialising them: an index scan of the association table, where a
     /// subquery over the page made it hash the whole table).
     pub fn over_ids(&self, ids: &[i64]) -> Sql {
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         self.head
             .clone()
-            .text(format!("{} = ANY(CAST(", self.parent))
-            .bind(format!("{{{list}}}"))
-            .text(" AS BIGINT[]))")
+            .text(format!("{} = ANY(", self.parent))
+            .bind(ids.to_vec())
+            .text(")")
             .text(self.order.clone())
     }
 
