@@ -355,6 +355,7 @@ async fn run_backend(
         !view.schema.types.is_empty() && view.schema.types.keys().all(|t| view.complete.contains(t))
     })
     .await;
+    common::wait_until_site_quiet(site, Duration::from_secs(3), Duration::from_secs(600)).await;
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();

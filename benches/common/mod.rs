@@ -181,6 +181,26 @@ pub async fn wait_until(within: Duration, what: &str, mut check: impl FnMut() ->
     }
 }
 
+/// Waits until the site has received no request for `quiet`: the daemon's background work on
+/// it (calibration once priming ends, above all) has settled. The mock site runs in the bench's
+/// process, on its 2 cores; a site's work is not sgcache's, and must not fall into what is
+/// measured.
+pub async fn wait_until_site_quiet(site: &MockSite, quiet: Duration, within: Duration) {
+    let deadline = Instant::now() + within;
+    let (mut seen, mut since) = (site.request_count(), Instant::now());
+    while since.elapsed() < quiet {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the site to go quiet"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        let now = site.request_count();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+    }
+}
+
 /// A `kB` figure of `/proc/self/status` (`VmRSS`, `VmHWM`).
 pub fn proc_status_kb(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;

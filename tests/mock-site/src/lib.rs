@@ -385,6 +385,12 @@ impl MockSite {
         self.state().requests.clone()
     }
 
+    /// How many API calls were received over HTTP (waits for the one being answered, which
+    /// holds the site's state).
+    pub fn request_count(&self) -> usize {
+        self.state().requests.len()
+    }
+
     /// Forget the recorded requests.
     pub fn clear_requests(&self) {
         self.state().requests.clear();
