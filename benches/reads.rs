@@ -19,7 +19,9 @@
 //! `cargo bench --bench reads` (`-- --quick` or `SGCACHE_BENCH_QUICK=1`: 5,000 Shots, 2,000
 //! Tasks, shorter runs). `SGCACHE_BENCH_SQL=1` prints sgcache's SQL for the cases;
 //! `SGCACHE_BENCH_LOG=info` installs a text log subscriber writing to a sink, to show what
-//! per-request logging costs.
+//! per-request logging costs. `SGCACHE_BENCH_FLOOR_SNAPSHOT=1` makes PostgreSQL's page floor
+//! read in one `REPEATABLE READ` snapshot, as sgcache's page does (a diagnostic: what the
+//! snapshot's two round trips cost; the default floor reads without one).
 mod common;
 
 use std::cell::Cell;
@@ -666,6 +668,11 @@ fn main() {
                 "text subscriber at {l}, to a sink"
             ))
     );
+    if std::env::var_os("SGCACHE_BENCH_FLOOR_SNAPSHOT").is_some() {
+        println!(
+            "PostgreSQL page floor: in one REPEATABLE READ snapshot (SGCACHE_BENCH_FLOOR_SNAPSHOT)"
+        );
+    }
     actix_web::rt::System::new().block_on(async move {
         let site = MockSite::start();
         let ids = common::seed(&site, sizes.shots);

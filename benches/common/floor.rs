@@ -350,6 +350,15 @@ impl FloorDb {
             }
             FloorDb::Postgres(url, idle, _) => {
                 let mut c = pg_conn(url, idle).await;
+                let snap = std::env::var_os("SGCACHE_BENCH_FLOOR_SNAPSHOT").is_some();
+                if snap {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                    ))
+                    .execute(&mut c)
+                    .await
+                    .expect("begin");
+                }
                 let rows = sqlx::query(concat!(
                     task_page_head!(),
                     "$1 OFFSET $2",
@@ -370,6 +379,12 @@ impl FloorDb {
                     .fetch_all(&mut c)
                     .await
                     .expect("floor multi");
+                if snap {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe("COMMIT"))
+                        .execute(&mut c)
+                        .await
+                        .expect("commit");
+                }
                 idle.lock().expect("lock").push(c);
                 encode_tasks(&rows, &multi, limit, &mut out)
             }
