@@ -668,7 +668,7 @@ fn main() {
                 "text subscriber at {l}, to a sink"
             ))
     );
-    if std::env::var_os("SGCACHE_BENCH_FLOOR_SNAPSHOT").is_some() {
+    if *common::floor::IN_SNAPSHOT {
         println!(
             "PostgreSQL page floor: in one REPEATABLE READ snapshot (SGCACHE_BENCH_FLOOR_SNAPSHOT)"
         );

@@ -23,13 +23,18 @@
 //!   0.50 ms on PostgreSQL, 500 Tasks.)
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use rusqlite::Connection;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
 use sea_orm::sqlx::{self, ColumnIndex, ConnectOptions as _, Connection as _, Decode, Row, Type};
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer as _};
+
+/// `SGCACHE_BENCH_FLOOR_SNAPSHOT` is set: PostgreSQL's page floor reads in one `REPEATABLE READ`
+/// snapshot, as sgcache's page does (read once, not on every page).
+pub static IN_SNAPSHOT: LazyLock<bool> =
+    LazyLock::new(|| std::env::var_os("SGCACHE_BENCH_FLOOR_SNAPSHOT").is_some());
 
 /// A pool of the raw driver on the bench database.
 pub enum FloorDb {
@@ -133,10 +138,10 @@ where
     for row in rows.iter().take(limit) {
         let id: i64 = row.get_unchecked(0);
         let mut assignees = Vec::new();
-        while m < multi.len() && multi[m].get::<i64, _>(0) < id {
+        while m < multi.len() && multi[m].get_unchecked::<i64, _>(0) < id {
             m += 1;
         }
-        while m < multi.len() && multi[m].get::<i64, _>(0) == id {
+        while m < multi.len() && multi[m].get_unchecked::<i64, _>(0) == id {
             let r = &multi[m];
             assignees.push(Link {
                 ty: r.get_unchecked(1),
@@ -350,7 +355,7 @@ impl FloorDb {
             }
             FloorDb::Postgres(url, idle, _) => {
                 let mut c = pg_conn(url, idle).await;
-                let snap = std::env::var_os("SGCACHE_BENCH_FLOOR_SNAPSHOT").is_some();
+                let snap = *IN_SNAPSHOT;
                 if snap {
                     sqlx::raw_sql(sqlx::AssertSqlSafe(
                         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",

@@ -186,19 +186,15 @@ pub async fn wait_until(within: Duration, what: &str, mut check: impl FnMut() ->
 /// process, on its 2 cores; a site's work is not sgcache's, and must not fall into what is
 /// measured.
 pub async fn wait_until_site_quiet(site: &MockSite, quiet: Duration, within: Duration) {
-    let deadline = Instant::now() + within;
     let (mut seen, mut since) = (site.request_count(), Instant::now());
-    while since.elapsed() < quiet {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the site to go quiet"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    wait_until(within, "the site to go quiet", || {
         let now = site.request_count();
         if now != seen {
             (seen, since) = (now, Instant::now());
         }
-    }
+        since.elapsed() >= quiet
+    })
+    .await;
 }
 
 /// A `kB` figure of `/proc/self/status` (`VmRSS`, `VmHWM`).
