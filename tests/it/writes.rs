@@ -203,7 +203,7 @@ async fn a_failed_batch_changes_nothing_and_faults_come_back_as_faults() {
     .await;
     assert_eq!(status, 200);
     let reply: Value = serde_json::from_slice(&body).expect("json");
-    assert_eq!(reply["exception"], true);
+    assert_eq!(reply["exception"], true, "{reply}");
     assert!(
         reply["message"]
             .as_str()

@@ -99,6 +99,27 @@ impl MockConfig {
     }
 }
 
+/// A listener on 127.0.0.1 bound to an explicit port, never to port 0: Linux gives a port
+/// that `bind` chose back when its listening socket is shut down, so a paused site could
+/// lose its port to another test's site, and its clients would reach that one instead. A
+/// port named in `bind` stays held by the shut-down socket. For `port` 0, a free port is
+/// found first and then bound by number (again if another socket took it in between).
+fn bind_held_port(port: u16) -> std::io::Result<TcpListener> {
+    let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    if port != 0 {
+        return TcpListener::bind(localhost(port));
+    }
+    let mut last_err = None;
+    for _ in 0..100 {
+        let free = TcpListener::bind(localhost(0))?.local_addr()?.port();
+        match TcpListener::bind(localhost(free)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("at least one try"))
+}
+
 /// A running mock site. Dropping it stops the server.
 pub struct MockSite {
     shared: Shared,
@@ -191,8 +212,7 @@ impl MockSite {
             session_counter: 0,
         };
         let shared: Shared = Arc::new(Mutex::new(state));
-        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).expect("mock site failed to bind");
+        let listener = bind_held_port(config.port).expect("mock site failed to bind");
         let bound = listener.local_addr().expect("the mock site's address");
         let run = server::spawn(
             shared.clone(),

@@ -6,22 +6,53 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, http::StatusCode, web};
 use serde_json::Value;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A running server (on one listening socket).
 pub struct ServerRun {
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
+    open_connections: Arc<AtomicUsize>,
 }
 
+/// Counts one accepted connection while its dispatcher (which owns the socket) lives: the
+/// guard sits in the connection's data, dropped with it.
+struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How long `stop` waits for the workers to drop their connections.
+const CONNECTIONS_CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
 impl ServerRun {
-    /// Stop the server (dropping open connections) and wait for its thread.
+    /// Stop the server, dropping open connections, and return once every connection it
+    /// accepted is closed. A forced actix stop only signals the worker threads, so without
+    /// that wait a kept-alive connection could still be answered after `stop` returned, and
+    /// a "down" site would answer its clients.
     pub fn stop(mut self) {
         // `ServerHandle::stop` sends the command eagerly; the returned future only awaits completion.
         drop(self.handle.stop(false));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        let deadline = Instant::now() + CONNECTIONS_CLOSE_WITHIN;
+        while self.open_connections.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "mock site: {} connections still open {CONNECTIONS_CLOSE_WITHIN:?} after stop",
+                    self.open_connections.load(Ordering::SeqCst)
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -76,6 +107,8 @@ async fn not_found() -> HttpResponse {
 pub fn spawn(shared: Shared, listener: TcpListener, workers: usize) -> std::io::Result<ServerRun> {
     let port = listener.local_addr()?.port();
     let (tx, rx) = mpsc::channel::<std::io::Result<ServerHandle>>();
+    let open_connections = Arc::new(AtomicUsize::new(0));
+    let counted = open_connections.clone();
     let thread = std::thread::Builder::new()
         .name(format!("mock-site-{port}"))
         .spawn(move || {
@@ -99,6 +132,10 @@ pub fn spawn(shared: Shared, listener: TcpListener, workers: usize) -> std::io::
                         )
                         .default_service(web::to(not_found))
                 })
+                .on_connect(move |_, data| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    data.insert(ConnectionGuard(counted.clone()));
+                })
                 .workers(workers.max(1))
                 .disable_signals()
                 .shutdown_timeout(0)
@@ -119,6 +156,7 @@ pub fn spawn(shared: Shared, listener: TcpListener, workers: usize) -> std::io::
         Ok(Ok(handle)) => Ok(ServerRun {
             handle,
             thread: Some(thread),
+            open_connections,
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
