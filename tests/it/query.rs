@@ -114,6 +114,7 @@ fn dataset() -> Vec<WriteOp> {
                    "created_at": "2024-03-06T11:00:00Z", "updated_at": u}),
                 json!({"type": "Shot", "id": 103, "code": "sh040", "sg_sequence": null, "sg_cut_in": 20,
                    "sg_status_list": "ip", "assets": [link("Asset", 22), link("Asset", 20)], "description": "hello",
+                   "shots": [link("Shot", 101), link("Shot", 100)],
                    "created_at": "2023-12-31T23:59:59Z", "updated_at": u}),
                 json!({"type": "Shot", "id": 104, "code": "SH050", "sg_sequence": link("Sequence", 12), "sg_cut_in": 5,
                    "sg_status_list": "wtg", "updated_at": u}),
@@ -1062,6 +1063,35 @@ async fn filters_sorts_paging_and_encodings() {
                 "sg_status_list",
                 "project"
             ]
+        );
+        // Two multi-entity fields in one read, each list from its own statement over the
+        // page's ids: a page (whose row past the page has lists of its own), then a read by id.
+        let r = read(
+            &ctx,
+            json!({"type": "Shot", "filters": [["sg_cut_in", "greater_than", 9]],
+                   "return_fields": ["shots", "assets"], "paging": {"entities_per_page": 2, "current_page": 1}}),
+        )
+        .await;
+        assert_eq!(
+            r["entities"],
+            json!([
+                {"type": "Shot", "id": 100, "shots": [],
+                 "assets": [link_n("Asset", 20, "Tree"), link_n("Asset", 21, "rock")]},
+                {"type": "Shot", "id": 101, "shots": [], "assets": [link_n("Asset", 21, "rock")]},
+            ]),
+            "{backend}"
+        );
+        let r = read(
+            &ctx,
+            json!({"type": "Shot", "filters": [["id", "is", 103]], "return_fields": ["shots", "assets"]}),
+        )
+        .await;
+        assert_eq!(
+            r["entities"],
+            json!([{"type": "Shot", "id": 103,
+                    "shots": [link_n("Shot", 101, "sh020"), link_n("Shot", 100, "SH010")],
+                    "assets": [link_n("Asset", 22, "Tree_2"), link_n("Asset", 20, "Tree")]}]),
+            "{backend}"
         );
         let r = read(&ctx, json!({"type": "Task", "filters": [["id", "in", [200, 201, 204]]],
             "return_fields": ["content", "entity", "task_assignees", "due_date", "milestone", "duration",
