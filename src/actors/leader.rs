@@ -166,8 +166,14 @@ impl<D: LeaderDuties> Election<D> {
                 }
             }
             Ok(false) => match self.parts.follower.sync(&self.parts.cluster).await {
-                Ok(()) => self.failures = 0,
-                Err(e) => self.failed("cannot sync from the leader's database state", &e),
+                Ok(()) => {
+                    self.failures = 0;
+                    self.parts.cluster.synced();
+                }
+                Err(e) => {
+                    self.parts.cluster.sync_failed(&e);
+                    self.failed("cannot sync from the leader's database state", &e);
+                }
             },
             Err(e) => {
                 self.session = None;

@@ -90,6 +90,17 @@ pub struct ClusterState {
     leadership_lost: AtomicU64,
     /// The leader as last seen in the database (followers) or as recorded (leader).
     leader: Mutex<Option<LeaderRecord>>,
+    /// A follower's syncs from the database ([`follow::Follower::sync`]).
+    sync: Mutex<SyncRecord>,
+}
+
+/// How a follower's syncs from the database went: a follower whose syncs fail keeps serving
+/// the schema, complete types and rules of its last good one.
+#[derive(Clone, Debug, Default)]
+struct SyncRecord {
+    at: Option<String>,
+    failures: u64,
+    error: Option<String>,
 }
 
 impl ClusterState {
@@ -114,7 +125,31 @@ impl ClusterState {
             elections_won: AtomicU64::new(0),
             leadership_lost: AtomicU64::new(0),
             leader: Mutex::new(None),
+            sync: Mutex::new(SyncRecord::default()),
         }
+    }
+
+    /// A follower's sync from the database succeeded.
+    pub fn synced(&self) {
+        if let Ok(mut sync) = self.sync.lock() {
+            *sync = SyncRecord {
+                at: Some(time::now()),
+                failures: 0,
+                error: None,
+            };
+        }
+    }
+
+    /// A follower's sync from the database failed with `error`.
+    pub fn sync_failed(&self, error: &dyn std::fmt::Display) {
+        if let Ok(mut sync) = self.sync.lock() {
+            sync.failures += 1;
+            sync.error = Some(error.to_string());
+        }
+    }
+
+    fn sync_record(&self) -> SyncRecord {
+        self.sync.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -181,6 +216,7 @@ impl ClusterState {
     /// `/status` → `cluster`.
     pub fn snapshot(&self) -> ClusterStatus {
         let recorded = self.leader();
+        let sync = self.sync_record();
         let single = self.mode == Mode::Single;
         let (leader, leader_since) = match (single, &recorded) {
             (true, _) => (Some(self.instance.clone()), self.leading_since()),
@@ -198,6 +234,9 @@ impl ClusterState {
             takeovers: recorded.as_ref().map_or(0, LeaderRecord::takeovers),
             elections_won: self.elections_won(),
             leadership_lost: self.leadership_lost(),
+            synced_at: sync.at,
+            sync_failures: sync.failures,
+            sync_error: sync.error,
         }
     }
 }
@@ -224,6 +263,13 @@ pub struct ClusterStatus {
     pub elections_won: u64,
     /// Times this instance lost the lead while running (its lock connection died).
     pub leadership_lost: u64,
+    /// The last time this instance, following, took the leader's schema, complete types and
+    /// rules from the database (`None`: never, or always the leader).
+    pub synced_at: Option<String>,
+    /// Syncs from the database that failed since the last one that worked.
+    pub sync_failures: u64,
+    /// Why the last of those failed.
+    pub sync_error: Option<String>,
 }
 
 /// Whether `apply` must come from the leader: it moves the event checkpoint, a scan cursor

@@ -496,6 +496,11 @@ const FAMILIES: &[Family] = &[
         |s| gauge(s.doc.cluster.takeovers as f64),
     ),
     (
+        "sgcache_cluster_sync_failures",
+        "A follower's syncs from the database (the leader's schema, complete types and rules) that failed since the last one that worked.",
+        |s| gauge(s.doc.cluster.sync_failures as f64),
+    ),
+    (
         "sgcache_cluster_leader_since_timestamp_seconds",
         "When the current leader took the lead.",
         |s| {

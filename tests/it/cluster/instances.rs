@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use sgcache::Daemon;
 use sgcache::cluster::Fence;
@@ -219,6 +220,56 @@ async fn three_instances_started_together_elect_one_leader_and_all_serve() {
     assert_eq!(status["cluster"]["mode"], "elected");
     assert_eq!(status["cluster"]["takeovers"], 0);
     assert!(status["cluster"]["leader_since"].is_string());
+    assert!(
+        status["cluster"]["synced_at"].is_string(),
+        "{}",
+        status["cluster"]
+    );
+    assert_eq!(
+        status["cluster"]["sync_failures"], 0,
+        "{}",
+        status["cluster"]
+    );
+
+    // A follower whose syncs fail says so on /status and keeps serving what its last good
+    // sync gave; the next good sync clears it. (A newest schema snapshot that is not JSON.)
+    let pools = super::pools(&test_db).await;
+    let snapshot = |sql: &'static str| {
+        let writer = pools.writer.clone();
+        async move { writer.execute_unprepared(sql).await.expect(sql) }
+    };
+    snapshot(
+        "INSERT INTO sgcache_schema_snapshot (fetched_at, source, digest, schema_read) \
+         VALUES ('2026-01-01T00:00:00Z', 'test', 'not json', 'not json')",
+    )
+    .await;
+    let failing = eventually(Duration::from_secs(10), "a failed sync on /status", || {
+        let daemon = &daemons[follower];
+        async move {
+            let cluster = status_of(daemon).await["cluster"].take();
+            (cluster["sync_failures"].as_u64() >= Some(1)).then_some(cluster)
+        }
+    })
+    .await;
+    let error = failing["sync_error"].as_str().unwrap_or_default();
+    assert!(error.contains("sgcache_schema_snapshot"), "{failing}");
+    assert_eq!(
+        read_locally(&daemons[follower], 5, "code").await,
+        "via a follower"
+    );
+    snapshot("DELETE FROM sgcache_schema_snapshot WHERE digest = 'not json'").await;
+    eventually(
+        Duration::from_secs(10),
+        "a good sync after the failed ones",
+        || {
+            let daemon = &daemons[follower];
+            async move {
+                let cluster = status_of(daemon).await["cluster"].take();
+                (cluster["sync_failures"] == 0 && cluster["sync_error"].is_null()).then_some(())
+            }
+        },
+    )
+    .await;
     stop_all(daemons).await;
 }
 
