@@ -7,7 +7,7 @@ use sgcache_mock_site::MockSite;
 
 use super::instances::{config, one_leader, start_all, stop_all};
 use super::pg_db;
-use crate::support::{eventually, status_of};
+use crate::support::{eventually, eventually_explained, status_of};
 use crate::writes::seed;
 
 /// The decided rules on a `/status`: `(rule, value)`.
@@ -48,25 +48,27 @@ async fn only_the_leader_calibrates_and_the_followers_take_its_rules() {
     // Against the leader's rules as they are now, not as they were at its first run: a type
     // primed after that run starts another one, which may decide more rules. On a timeout, both
     // instances' calibration and cluster state (a follower's failing syncs among them).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (l, f) = (
-            status_of(&daemons[leader]).await,
-            status_of(&daemons[follower]).await,
-        );
-        if decided(&l) == decided(&f) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the follower does not serve the leader's rules\nleader: {} {}\nfollower: {} {}",
-            l["cluster"],
-            l["calibration"],
-            f["cluster"],
-            f["calibration"]
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_explained(
+        Duration::from_secs(20),
+        "the follower serves the leader's rules",
+        || {
+            let daemons = &daemons;
+            async move {
+                let (l, f) = (
+                    status_of(&daemons[leader]).await,
+                    status_of(&daemons[follower]).await,
+                );
+                if decided(&l) == decided(&f) {
+                    return Ok(());
+                }
+                Err(format!(
+                    "leader: {} {}\nfollower: {} {}",
+                    l["cluster"], l["calibration"], f["cluster"], f["calibration"]
+                ))
+            }
+        },
+    )
+    .await;
     let status = status_of(&daemons[follower]).await;
     assert_eq!(status["calibration"]["runs"], 0, "the follower probed");
     assert_eq!(status["calibration"]["requests"], 0, "the follower probed");

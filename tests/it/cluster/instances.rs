@@ -234,15 +234,14 @@ async fn three_instances_started_together_elect_one_leader_and_all_serve() {
     // A follower whose syncs fail says so on /status and keeps serving what its last good
     // sync gave; the next good sync clears it. (A newest schema snapshot that is not JSON.)
     let pools = super::pools(&test_db).await;
-    let snapshot = |sql: &'static str| {
-        let writer = pools.writer.clone();
-        async move { writer.execute_unprepared(sql).await.expect(sql) }
-    };
-    snapshot(
-        "INSERT INTO sgcache_schema_snapshot (fetched_at, source, digest, schema_read) \
-         VALUES ('2026-01-01T00:00:00Z', 'test', 'not json', 'not json')",
-    )
-    .await;
+    pools
+        .writer
+        .execute_unprepared(
+            "INSERT INTO sgcache_schema_snapshot (fetched_at, source, digest, schema_read) \
+             VALUES ('2026-01-01T00:00:00Z', 'test', 'not json', 'not json')",
+        )
+        .await
+        .expect("insert a snapshot that is not JSON");
     let failing = eventually(Duration::from_secs(10), "a failed sync on /status", || {
         let daemon = &daemons[follower];
         async move {
@@ -257,7 +256,11 @@ async fn three_instances_started_together_elect_one_leader_and_all_serve() {
         read_locally(&daemons[follower], 5, "code").await,
         "via a follower"
     );
-    snapshot("DELETE FROM sgcache_schema_snapshot WHERE digest = 'not json'").await;
+    pools
+        .writer
+        .execute_unprepared("DELETE FROM sgcache_schema_snapshot WHERE digest = 'not json'")
+        .await
+        .expect("delete the snapshot that is not JSON");
     eventually(
         Duration::from_secs(10),
         "a good sync after the failed ones",
